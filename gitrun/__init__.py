@@ -1,0 +1,101 @@
+"""gitrun: every ML run is a commit on refs/gitrun/runs.
+
+The module-level API follows MLflow's fluent API, so `import gitrun as mlflow`
+keeps MLflow tracking code working.  Importing gitrun is cheap: no pandas, no
+GitPython, no git process until a run starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .entities import Experiment, Metric, Param, Run, RunData, RunInfo, RunTag
+from .errors import GitrunError, MlflowException
+from .tracking import (
+    ActiveRun,
+    active_run,
+    create_experiment,
+    delete_tag,
+    end_run,
+    get_artifact_uri,
+    get_experiment,
+    get_experiment_by_name,
+    get_metric_history,
+    get_run,
+    last_active_run,
+    log_artifact,
+    log_artifacts,
+    log_dict,
+    log_figure,
+    log_image,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_text,
+    set_experiment,
+    set_tag,
+    set_tags,
+    start_run,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveRun",
+    "Experiment",
+    "GitrunError",
+    "Metric",
+    "MlflowException",
+    "Param",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunTag",
+    "active_run",
+    "create_experiment",
+    "delete_tag",
+    "end_run",
+    "get_artifact_uri",
+    "get_experiment",
+    "get_experiment_by_name",
+    "get_metric_history",
+    "get_run",
+    "last_active_run",
+    "log_artifact",
+    "log_artifacts",
+    "log_dict",
+    "log_figure",
+    "log_image",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "search_runs",
+    "set_experiment",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]
+
+# Heavier parts load on first use so `import gitrun` stays light.
+_LAZY = {
+    "search_runs": ("gitrun.query.api", "search_runs"),
+    "MlflowClient": ("gitrun.client", "MlflowClient"),
+}
+_LAZY_MODULES = ("client", "sklearn", "pyfunc", "query", "entities")
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"gitrun.{name}")
+    raise AttributeError(
+        f"module 'gitrun' has no attribute '{name}'; see docs/mlflow.md for the MLflow "
+        "API gitrun implements"
+    )

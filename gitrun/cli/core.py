@@ -1,0 +1,229 @@
+"""record, ls, show, demo."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import click
+
+from . import cli
+from .common import format_option, key_values, quiet_option, repo
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-n", "--name", help="Run name (default: generated).")
+@click.option("-e", "--experiment", help="Experiment name (default: Default).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Log a param.")
+@click.option("-t", "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Set a tag.")
+@click.option("-a", "--artifact", "artifacts", multiple=True, metavar="PATH",
+              help="File or directory to keep as an artifact after the command ends.")
+@click.option("--params-file", metavar="FILE",
+              help="YAML/JSON file logged as flat params (default: params.yaml when present).")
+@click.option("--metrics-file", metavar="FILE",
+              help="JSON/YAML file the command writes; read as final metrics.")
+@quiet_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def record(name, experiment, params, tags, artifacts, params_file, metrics_file, quiet, command):
+    """Run COMMAND as a recorded run and exit with its exit code.
+
+    Output streams to the terminal and is kept as the run's output.log; the
+    command's own gitrun.log_* calls attach to this run.
+
+    \b
+    Example:
+      gitrun record -n rf-baseline -e churn -p seed=1 -- python train.py --depth 8
+    """
+    from ..record import RecordOptions
+    from ..record import record as do_record
+
+    opts = RecordOptions(
+        command=list(command),
+        name=name,
+        experiment=experiment,
+        params=key_values(params, "Param"),
+        tags=key_values(tags, "Tag"),
+        artifacts=list(artifacts),
+        params_file=params_file,
+        metrics_file=metrics_file,
+        quiet=quiet,
+    )
+    code, _rec = do_record(opts)
+    sys.exit(code)
+
+
+def _ls_rows(recs, metric_cols):
+    from ..output import fmt_duration, fmt_time
+
+    rows = []
+    for r in recs:
+        rows.append(
+            [r.run_id[:8], r.run_name, r.experiment, r.status, fmt_time(r.start_time),
+             fmt_duration(r.start_time, r.end_time)]
+            + [r.metrics.get(m) for m in metric_cols]
+        )
+    return rows
+
+
+@cli.command(name="ls")
+@click.option("-e", "--experiment", "experiments", multiple=True, help="Only these experiments.")
+@click.option("-n", "--max-results", default=20, show_default=True, help="How many runs (0: all).")
+@click.option("--all", "show_all", is_flag=True, help="Show every run.")
+@format_option()
+def ls_cmd(experiments, max_results, show_all, fmt):
+    """List recent runs, newest first (runs in progress show as RUNNING).
+
+    \b
+    Example:
+      gitrun ls -e churn -n 50
+    """
+    from ..query import api
+
+    r = repo()
+    recs = api.list_runs(r, experiments=list(experiments) or None,
+                         max_results=None if show_all or max_results == 0 else max_results)
+    metric_cols: list[str] = []
+    for rec in recs:
+        for k in rec.metrics:
+            if k not in metric_cols:
+                metric_cols.append(k)
+    metric_cols = metric_cols[:4] if fmt == "table" else metric_cols
+    from ..output import render
+
+    if fmt != "table":
+        cols = ["run_id", "run_name", "experiment", "status", "start_time", "end_time"]
+        rows = [[x.run_id, x.run_name, x.experiment, x.status, x.start_time, x.end_time]
+                + [x.metrics.get(m) for m in metric_cols] for x in recs]
+        click.echo(render(cols + [f"metrics.{m}" for m in metric_cols], rows, fmt))
+        return
+    if not recs:
+        click.echo("No runs yet. Record one with: gitrun record -- python train.py", err=True)
+        return
+    cols = ["run", "name", "experiment", "status", "started", "duration"] + metric_cols
+    click.echo(render(cols, _ls_rows(recs, metric_cols), fmt))
+
+
+@cli.command()
+@click.argument("run")
+@format_option()
+def show(run, fmt):
+    """Show one run: status, code, command, params, metrics, tags, artifacts, env.
+
+    RUN is a full id, a unique prefix of at least 4 characters, or a unique name.
+
+    \b
+    Example:
+      gitrun show rf-baseline
+      gitrun show 3f2a --format json
+    """
+    from .. import runs
+    from ..output import fmt_duration, fmt_size, fmt_time, yaml_block
+
+    r = repo()
+    rec = runs.load(r, run, history=True)
+    if fmt == "json":
+        click.echo(json.dumps(_record_json(rec), indent=2, ensure_ascii=False))
+        return
+    if fmt != "table":
+        raise click.UsageError("gitrun show supports --format table or json.")
+    out = []
+    out.append(f"run         {rec.run_id}  ({rec.run_name})")
+    out.append(f"experiment  {rec.experiment}")
+    status = rec.status + (f" (exit {rec.exit_code})" if rec.exit_code is not None else "")
+    out.append(f"status      {status}")
+    out.append(f"started     {fmt_time(rec.start_time)}   duration {fmt_duration(rec.start_time, rec.end_time)}")
+    out.append(f"user        {rec.user}@{rec.host}")
+    if rec.command:
+        import shlex
+
+        out.append(f"command     {shlex.join(rec.command)}   (in {rec.cwd or '.'})")
+    code = rec.code or {}
+    if code.get("commit"):
+        where = code.get("branch") or "detached HEAD"
+        line = f"code        {code['commit'][:12]}"
+        if code.get("dirty"):
+            head = str(code["head"])[:12] if code.get("head") else "no commits yet"
+            line += f"  (snapshot of dirty work tree on {where}, HEAD {head})"
+        else:
+            line += f"  (clean, on {where})"
+        out.append(line)
+        for big in code.get("large_untracked") or []:
+            out.append(f"            not captured: {big['path']} ({fmt_size(big['size'])}, sha256 {big['sha256'][:12]})")
+    out.append("params" + ("" if rec.params else "      (none)"))
+    out += yaml_block(rec.params)
+    out.append("metrics" + ("" if rec.metrics else "     (none)"))
+    w = max((len(k) for k in rec.metrics), default=0)
+    for k, v in rec.metrics.items():
+        pts = rec.history.get(k, [])
+        extra = ""
+        if len(pts) > 1:
+            vals = [p.value for p in pts if not math.isnan(p.value)]
+            if vals:
+                extra = f"   ({len(pts)} points, min {min(vals):.6g}, max {max(vals):.6g})"
+        out.append(f"  {k.ljust(w)}  {v:.6g}{extra}")
+    user_tags = {k: v for k, v in rec.tags.items() if not k.startswith(("mlflow.", "gitrun."))}
+    out.append("tags" + ("" if user_tags else "        (none besides mlflow.* / gitrun.*)"))
+    out += yaml_block(user_tags)
+    out.append("artifacts" + ("" if rec.artifacts else "   (none)"))
+    w = max((len(k) for k in rec.artifacts), default=0)
+    for a in rec.artifacts.values():
+        out.append(f"  {a.path.ljust(w)}  {fmt_size(a.size):>9}  sha256 {a.sha256[:16]}")
+    env = rec.env or {}
+    if env:
+        py = env.get("python", {})
+        pl = env.get("platform", {})
+        out.append(f"env         Python {py.get('version')} ({py.get('implementation')}), "
+                   f"{pl.get('system')} {pl.get('machine')}, {len(env.get('packages') or {})} packages")
+    if rec.output_blob:
+        out.append(f"output      git show {rec.output_blob[:12]}   (output.log)")
+    click.echo("\n".join(out))
+
+
+def _record_json(rec):
+    return {
+        "run_id": rec.run_id,
+        "run_name": rec.run_name,
+        "experiment": rec.experiment,
+        "status": rec.status,
+        "start_time": rec.start_time,
+        "end_time": rec.end_time,
+        "user": rec.user,
+        "host": rec.host,
+        "command": rec.command,
+        "cwd": rec.cwd,
+        "exit_code": rec.exit_code,
+        "code": rec.code,
+        "params": rec.params,
+        "metrics": {k: (None if math.isnan(v) else v) for k, v in rec.metrics.items()},
+        "metric_history": {
+            k: [{"step": m.step, "timestamp": m.timestamp, "value": None if math.isnan(m.value) else m.value}
+                for m in pts]
+            for k, pts in rec.history.items()
+        },
+        "tags": rec.tags,
+        "artifacts": [
+            {"path": a.path, "size": a.size, "sha256": a.sha256, "storage": a.storage}
+            for a in rec.artifacts.values()
+        ],
+        "env": rec.env,
+    }
+
+
+@cli.command()
+@click.argument("directory", required=False)
+@quiet_option
+def demo(directory, quiet):
+    """Run the whole gitrun story on a bundled example in a scratch git repo.
+
+    Creates DIRECTORY (default: a new temporary directory), records several
+    training runs with different params, lists and shows them, searches for the
+    best, checks it out into a worktree, reruns it and verifies it reproduces.
+
+    \b
+    Example:
+      gitrun demo /tmp/gitrun-demo
+    """
+    from ..demo import run_demo
+
+    sys.exit(run_demo(directory, quiet=quiet))

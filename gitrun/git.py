@@ -1,0 +1,555 @@
+"""All of gitrun's git plumbing.
+
+Nothing here touches the user's index, work tree, HEAD, branches, stash or tags.
+Objects are written as loose objects directly (git's documented format: zlib of
+"<type> <size>\\0<data>", named by its hash), which costs ~0.1 ms instead of ~2 ms
+for spawning `git hash-object`; refs are updated with git's own lock-file
+protocol so that git and gitrun exclude each other.  Anything unusual (reftable,
+GIT_DIR in the environment, packed objects) falls back to real git commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+from .errors import GitError, NotAGitRepoError
+
+TREE_MODE = "40000"
+BLOB_MODE = "100644"
+EXEC_MODE = "100755"
+LINK_MODE = "120000"
+GITLINK_MODE = "160000"
+
+# git refuses to start when these leak from a parent git process (hooks, `git rebase -x`).
+_GIT_ENV_DROP = ("GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX")
+
+
+def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    # Never take optional locks: `git status` would otherwise refresh the user's index.
+    env["GIT_OPTIONAL_LOCKS"] = "0"
+    env.setdefault("LC_ALL", "C")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: str | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run one git command; raise GitError naming the command and git's message."""
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=env if env is not None else git_env(),
+            input=input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH; install git and try again.") from None
+    if check and proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        detail = msg[-1] if msg else f"exit code {proc.returncode}"
+        raise GitError(f"`git {' '.join(args[:3])}` failed: {detail}")
+    return proc
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+@dataclass
+class Repo:
+    """A git repository as gitrun sees it."""
+
+    git_dir: str  # per-worktree git dir (HEAD, index)
+    common_dir: str  # objects, refs, config (== git_dir outside linked worktrees)
+    work_tree: str | None
+    _cat: CatFile | None = field(default=None, repr=False)
+    _config: dict[str, str] | None = field(default=None, repr=False)
+
+    # -- discovery -------------------------------------------------------
+    @classmethod
+    def discover(cls, path: str | None = None) -> Repo:
+        start = os.path.abspath(path or os.getcwd())
+        if "GIT_DIR" in os.environ:
+            return cls._from_git(start)
+        d = start
+        while True:
+            dotgit = os.path.join(d, ".git")
+            if os.path.isdir(dotgit) and os.path.isfile(os.path.join(dotgit, "HEAD")):
+                return cls._make(dotgit, d)
+            if os.path.isfile(dotgit):
+                text = _read_text(dotgit) or ""
+                if text.startswith("gitdir:"):
+                    gd = text[len("gitdir:") :].strip()
+                    gd = os.path.normpath(os.path.join(d, gd))
+                    if os.path.isfile(os.path.join(gd, "HEAD")):
+                        return cls._make(gd, d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+        raise NotAGitRepoError(
+            f"{start} is not inside a git repository; run `git init` there first "
+            "or change to a directory inside a repository."
+        )
+
+    @classmethod
+    def _make(cls, git_dir: str, work_tree: str | None) -> Repo:
+        common = git_dir
+        cd = _read_text(os.path.join(git_dir, "commondir"))
+        if cd:
+            common = os.path.normpath(os.path.join(git_dir, cd.strip()))
+        return cls(git_dir=git_dir, common_dir=common, work_tree=work_tree)
+
+    @classmethod
+    def _from_git(cls, start: str) -> Repo:
+        proc = run_git(
+            ["rev-parse", "--absolute-git-dir", "--git-common-dir", "--show-toplevel"],
+            cwd=start,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise NotAGitRepoError(
+                f"{start} is not inside a git repository; run `git init` there first "
+                "or change to a directory inside a repository."
+            )
+        lines = proc.stdout.decode().splitlines()
+        git_dir = lines[0]
+        common = os.path.normpath(os.path.join(start, lines[1])) if len(lines) > 1 else git_dir
+        work = lines[2] if len(lines) > 2 else None
+        return cls(git_dir=git_dir, common_dir=common, work_tree=work)
+
+    # -- commands --------------------------------------------------------
+    def git(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input: bytes | None = None,
+        check: bool = True,
+        cwd: str | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return run_git(
+            args, cwd=cwd or self.work_tree or self.git_dir, env=env, input=input, check=check
+        )
+
+    def gitout(self, *args: str, **kw: object) -> str:
+        return self.git(*args, **kw).stdout.decode()  # type: ignore[arg-type]
+
+    @property
+    def gitrun_dir(self) -> str:
+        """Where gitrun keeps local, unshared state (journals, index, caches)."""
+        return os.path.join(self.common_dir, "gitrun")
+
+    # -- config (read directly; spawning `git config` costs ~2 ms) ----------
+    def config(self, key: str) -> str | None:
+        if self._config is None:
+            cfg: dict[str, str] = {}
+            home = os.path.expanduser("~")
+            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+            for path in (
+                "/etc/gitconfig",
+                os.path.join(xdg, "git", "config"),
+                os.path.join(home, ".gitconfig"),
+                os.path.join(self.common_dir, "config"),
+            ):
+                text = _read_text(path)
+                if text:
+                    cfg.update(parse_config(text))
+            self._config = cfg
+        return self._config.get(key.lower())
+
+    @property
+    def object_format(self) -> str:
+        return (self.config("extensions.objectformat") or "sha1").lower()
+
+    @property
+    def uses_reftable(self) -> bool:
+        return (self.config("extensions.refstorage") or "files").lower() == "reftable"
+
+    def identity(self) -> tuple[str, str]:
+        """(name, email) for gitrun's commits; never fails when git has no identity."""
+        name = os.environ.get("GIT_COMMITTER_NAME") or self.config("user.name") or "gitrun"
+        email = os.environ.get("GIT_COMMITTER_EMAIL") or self.config("user.email")
+        return name, email or "gitrun@localhost"
+
+    # -- objects ---------------------------------------------------------
+    def _hash(self, header: bytes, data: bytes) -> str:
+        h = hashlib.sha256() if self.object_format == "sha256" else hashlib.sha1()
+        h.update(header)
+        h.update(data)
+        return h.hexdigest()
+
+    def write_object(self, kind: str, data: bytes) -> str:
+        header = f"{kind} {len(data)}\0".encode()
+        sha = self._hash(header, data)
+        d = os.path.join(self.common_dir, "objects", sha[:2])
+        path = os.path.join(d, sha[2:])
+        if os.path.exists(path):
+            return sha
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f"tmp_obj_{os.getpid()}_{threading.get_ident()}")
+        # Loose objects use zlib level 1, git's default core.looseCompression.
+        with open(tmp, "wb") as f:
+            f.write(zlib.compress(header + data, 1))
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+        return sha
+
+    def write_blob(self, data: bytes) -> str:
+        return self.write_object("blob", data)
+
+    def write_blob_file(self, path: str) -> tuple[str, str, int]:
+        """Store a file as a blob; return (blob id, sha256, size)."""
+        size = os.path.getsize(path)
+        if size <= 32 * 1024 * 1024:
+            with open(path, "rb") as f:
+                data = f.read()
+            return self.write_blob(data), hashlib.sha256(data).hexdigest(), len(data)
+        # Large files stream through git instead of being held in memory.
+        sha256 = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha256.update(chunk)
+        blob = self.gitout("hash-object", "-w", "--no-filters", "--", os.path.abspath(path))
+        return blob.strip(), sha256.hexdigest(), size
+
+    def write_tree(self, entries: Iterable[tuple[str, str, str]]) -> str:
+        """entries: (mode, name, sha).  Sorted the way git sorts trees."""
+        raw = self.object_format == "sha256"
+        parts = []
+        for mode, name, sha in sorted(entries, key=_tree_sort_key):
+            parts.append(f"{mode} {name}\0".encode() + bytes.fromhex(sha))
+        del raw
+        return self.write_object("tree", b"".join(parts))
+
+    def write_commit(
+        self,
+        tree: str,
+        parents: Sequence[str],
+        message: str,
+        when_ms: int | None = None,
+        author: tuple[str, str] | None = None,
+    ) -> str:
+        name, email = author or self.identity()
+        name = name.replace("<", "").replace(">", "").replace("\n", " ")
+        email = email.replace("<", "").replace(">", "").replace("\n", "")
+        secs = int((when_ms if when_ms is not None else time.time() * 1000) // 1000)
+        lines = [f"tree {tree}"]
+        lines += [f"parent {p}" for p in parents]
+        lines.append(f"author {name} <{email}> {secs} +0000")
+        lines.append(f"committer {name} <{email}> {secs} +0000")
+        body = "\n".join(lines) + "\n\n" + message
+        if not body.endswith("\n"):
+            body += "\n"
+        return self.write_object("commit", body.encode())
+
+    def read_object(self, sha: str) -> tuple[str, bytes]:
+        path = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
+        try:
+            with open(path, "rb") as f:
+                raw = zlib.decompress(f.read())
+        except FileNotFoundError:
+            return self.cat_file().read(sha)
+        nul = raw.index(b"\0")
+        kind = raw[:nul].split(b" ", 1)[0].decode()
+        return kind, raw[nul + 1 :]
+
+    def cat_file(self) -> CatFile:
+        if self._cat is None:
+            self._cat = CatFile(self)
+        return self._cat
+
+    def read_tree(self, sha: str) -> list[tuple[str, str, str]]:
+        kind, data = self.read_object(sha)
+        if kind != "tree":
+            raise GitError(f"object {sha} is a {kind}, not a tree.")
+        return parse_tree(data, 32 if self.object_format == "sha256" else 20)
+
+    def read_commit(self, sha: str) -> tuple[str, list[str], str]:
+        """(tree, parents, message)."""
+        kind, data = self.read_object(sha)
+        if kind != "commit":
+            raise GitError(f"object {sha} is a {kind}, not a commit.")
+        head, _, message = data.decode(errors="replace").partition("\n\n")
+        tree = ""
+        parents: list[str] = []
+        for line in head.splitlines():
+            if line.startswith("tree "):
+                tree = line[5:]
+            elif line.startswith("parent "):
+                parents.append(line[7:])
+        return tree, parents, message
+
+    def has_object(self, sha: str) -> bool:
+        path = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
+        if os.path.exists(path):
+            return True
+        return self.git("cat-file", "-e", sha, check=False).returncode == 0
+
+    # -- refs ------------------------------------------------------------
+    def _ref_dir(self, ref: str) -> str:
+        # Per-worktree refs live in the worktree's git dir; everything else is shared.
+        if ref == "HEAD" or ref.startswith(("refs/worktree/", "refs/bisect/")):
+            return self.git_dir
+        return self.common_dir
+
+    def read_ref(self, ref: str) -> str | None:
+        if self.uses_reftable:
+            p = self.git("rev-parse", "-q", "--verify", ref + "^{commit}", check=False)
+            return p.stdout.decode().strip() or None
+        base = self._ref_dir(ref)
+        text = _read_text(os.path.join(base, ref))
+        if text is not None:
+            text = text.strip()
+            if text.startswith("ref:"):
+                return self.read_ref(text[4:].strip())
+            return text or None
+        packed = _read_text(os.path.join(self.common_dir, "packed-refs"))
+        if packed:
+            suffix = " " + ref
+            for line in packed.splitlines():
+                if line.endswith(suffix) and not line.startswith(("#", "^")):
+                    return line.split(" ", 1)[0]
+        return None
+
+    def update_ref(self, ref: str, new: str, old: str | None, message: str = "gitrun") -> bool:
+        """Compare-and-swap: point `ref` at `new` only if it still points at `old`.
+
+        Returns False when the ref moved (the caller rebuilds and retries).
+        Uses git's own lock-file protocol, so it excludes concurrent git commands.
+        """
+        if self.uses_reftable:
+            zero = "0" * len(new)
+            p = self.git("update-ref", "-m", message, ref, new, old or zero, check=False)
+            return p.returncode == 0
+        path = os.path.join(self._ref_dir(ref), ref)
+        lock = path + ".lock"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                # A lock older than a minute belongs to a process that died between
+                # creating and renaming it (git would leave it for ever).
+                if time.time() - os.path.getmtime(lock) > 60:
+                    os.unlink(lock)
+            except OSError:
+                pass
+            return False
+        renamed = False
+        try:
+            if self.read_ref(ref) != old:
+                return False
+            os.write(fd, (new + "\n").encode())
+            os.close(fd)
+            fd = -1
+            os.replace(lock, path)
+            renamed = True
+            self._append_reflog(ref, old, new, message)
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if not renamed:
+                try:
+                    os.unlink(lock)
+                except OSError:
+                    pass
+
+    def _append_reflog(self, ref: str, old: str | None, new: str, message: str) -> None:
+        # Like git: only refs whose log already exists (or heads) get reflog entries.
+        log = os.path.join(self._ref_dir(ref), "logs", ref)
+        if not os.path.exists(log):
+            return
+        name, email = self.identity()
+        zero = "0" * len(new)
+        line = f"{old or zero} {new} {name} <{email}> {int(time.time())} +0000\t{message}\n"
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    # -- status ----------------------------------------------------------
+    def status(self) -> WorkTreeStatus:
+        """HEAD, branch and changes in one `git status` (porcelain v2) call."""
+        out = self.git(
+            "--no-optional-locks",
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=all",
+            "--ignore-submodules=none",
+        ).stdout
+        return parse_status(out)
+
+    def close(self) -> None:
+        if self._cat is not None:
+            self._cat.close()
+            self._cat = None
+
+
+@dataclass
+class WorkTreeStatus:
+    head: str | None  # None on an unborn branch
+    branch: str | None  # None when detached
+    changed: list[str]  # tracked paths with changes (staged or not)
+    untracked: list[str]
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.changed or self.untracked)
+
+
+def parse_status(out: bytes) -> WorkTreeStatus:
+    head: str | None = None
+    branch: str | None = None
+    changed: list[str] = []
+    untracked: list[str] = []
+    items = out.split(b"\0")
+    i = 0
+    while i < len(items):
+        item = items[i].decode("utf-8", "surrogateescape")
+        i += 1
+        if not item:
+            continue
+        if item.startswith("# branch.oid "):
+            oid = item[len("# branch.oid ") :]
+            head = None if oid == "(initial)" else oid
+        elif item.startswith("# branch.head "):
+            b = item[len("# branch.head ") :]
+            branch = None if b == "(detached)" else b
+        elif item.startswith("1 "):
+            changed.append(item.split(" ", 8)[8])
+        elif item.startswith("2 "):
+            changed.append(item.split(" ", 9)[9])
+            i += 1  # the original path of a rename follows
+        elif item.startswith("u "):
+            changed.append(item.split(" ", 10)[10])
+        elif item.startswith("? "):
+            untracked.append(item[2:])
+    return WorkTreeStatus(head=head, branch=branch, changed=changed, untracked=untracked)
+
+
+def _tree_sort_key(entry: tuple[str, str, str]) -> bytes:
+    mode, name, _ = entry
+    b = name.encode()
+    return b + b"/" if mode == TREE_MODE else b
+
+
+def parse_tree(data: bytes, hash_len: int = 20) -> list[tuple[str, str, str]]:
+    entries = []
+    i = 0
+    n = len(data)
+    while i < n:
+        sp = data.index(b" ", i)
+        nul = data.index(b"\0", sp)
+        mode = data[i:sp].decode()
+        name = data[sp + 1 : nul].decode("utf-8", "surrogateescape")
+        sha = data[nul + 1 : nul + 1 + hash_len].hex()
+        entries.append((mode, name, sha))
+        i = nul + 1 + hash_len
+    return entries
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """A small reader for git's config format: enough for user.* and remote.*.url."""
+    out: dict[str, str] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            inner = line[1 : line.find("]")] if "]" in line else line[1:]
+            if '"' in inner:
+                sec, _, sub = inner.partition('"')
+                section = sec.strip().lower() + "." + sub.rstrip('"')
+            else:
+                section = inner.strip().lower()
+            continue
+        key, eq, value = line.partition("=")
+        value = value.strip() if eq else "true"
+        for c in ("#", ";"):
+            if c in value and not value.startswith('"'):
+                value = value.split(c, 1)[0].strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        out[f"{section}.{key.strip().lower()}"] = value
+    return out
+
+
+class CatFile:
+    """A long-lived `git cat-file --batch` for objects that are not loose (packed)."""
+
+    def __init__(self, repo: Repo) -> None:
+        self._proc = subprocess.Popen(
+            ["git", "cat-file", "--batch"],
+            cwd=repo.common_dir,
+            env=git_env({"GIT_DIR": repo.common_dir}),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._lock = threading.Lock()
+
+    def read(self, sha: str) -> tuple[str, bytes]:
+        with self._lock:
+            assert self._proc.stdin and self._proc.stdout
+            self._proc.stdin.write(sha.encode() + b"\n")
+            self._proc.stdin.flush()
+            header = self._proc.stdout.readline().decode().split()
+            if len(header) < 3 or header[1] == "missing":
+                raise GitError(f"git object {sha} is missing from this repository.")
+            size = int(header[2])
+            data = self._proc.stdout.read(size)
+            self._proc.stdout.read(1)
+            return header[1], data
+
+    def read_many(self, shas: Sequence[str]) -> Iterator[tuple[str, str, bytes]]:
+        """Stream many objects; writes on a thread so the pipe never deadlocks."""
+        with self._lock:
+            assert self._proc.stdin and self._proc.stdout
+            stdin = self._proc.stdin
+
+            def feed() -> None:
+                stdin.write(b"".join(s.encode() + b"\n" for s in shas))
+                stdin.flush()
+
+            t = threading.Thread(target=feed, daemon=True)
+            t.start()
+            out = self._proc.stdout
+            for sha in shas:
+                header = out.readline().decode().split()
+                if len(header) < 3 or header[1] == "missing":
+                    yield sha, "missing", b""
+                    continue
+                data = out.read(int(header[2]))
+                out.read(1)
+                yield sha, header[1], data
+            t.join()
+
+    def close(self) -> None:
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+            self._proc.wait(timeout=5)
+        except Exception:
+            self._proc.kill()

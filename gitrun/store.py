@@ -1,0 +1,486 @@
+"""The run store: refs/gitrun/runs, format version 1 (docs/format.md).
+
+This module owns the layout of runs in git.  Every finished run is one commit on
+RUNS_REF whose tree holds *all* runs (the accumulated state), so the tip tree is
+the union of history and two tips join by a tree union:
+
+    gitrun.yaml                       format: 1
+    runs/<id[:2]>/<id>/run.yaml       metadata, code, command, status, times
+    runs/<id[:2]>/<id>/params.yaml    key: "value"
+    runs/<id[:2]>/<id>/tags.yaml      key: "value"
+    runs/<id[:2]>/<id>/metrics.yaml   latest value per metric
+    runs/<id[:2]>/<id>/metrics.tsv    full history: key step timestamp value
+    runs/<id[:2]>/<id>/artifacts.tsv  manifest: path size sha256 storage
+    runs/<id[:2]>/<id>/artifacts/...  artifact content (storage "git")
+    runs/<id[:2]>/<id>/env.yaml       python, platform, packages
+    runs/<id[:2]>/<id>/output.log     what `gitrun record` saw the command print
+
+Parents of a run commit: the previous tip, then the run's code commit (HEAD or
+the snapshot of a dirty work tree), so pushing the ref carries the exact code.
+A sync merge has the two run tips as parents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Iterable
+
+from . import textfmt
+from .entities import Artifact, Metric, RunRecord
+from .errors import CorruptRecordError, GitrunError
+from .git import BLOB_MODE, TREE_MODE, Repo
+
+RUNS_REF = "refs/gitrun/runs"
+FORMAT_VERSION = 1
+FORMAT_FILE = "gitrun.yaml"
+RUNS_DIR = "runs"
+ARTIFACTS_DIR = "artifacts"
+RUN_FILE = "run.yaml"
+PARAMS_FILE = "params.yaml"
+TAGS_FILE = "tags.yaml"
+METRICS_FILE = "metrics.yaml"
+HISTORY_FILE = "metrics.tsv"
+MANIFEST_FILE = "artifacts.tsv"
+ENV_FILE = "env.yaml"
+OUTPUT_FILE = "output.log"
+STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+MAX_CAS_ATTEMPTS = 200
+
+
+def bucket(run_id: str) -> str:
+    return run_id[:2]
+
+
+# ---------------------------------------------------------------------------
+# record <-> files
+# ---------------------------------------------------------------------------
+def record_meta(rec: RunRecord) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "run_id": rec.run_id,
+        "run_name": rec.run_name,
+        "experiment": rec.experiment,
+        "status": rec.status,
+        "lifecycle_stage": rec.lifecycle_stage,
+        "start_time": rec.start_time,
+        "end_time": rec.end_time,
+        "updated_time": rec.updated_time,
+        "user": rec.user,
+        "host": rec.host,
+        "source_name": rec.source_name,
+        "command": rec.command,
+        "cwd": rec.cwd,
+        "exit_code": rec.exit_code,
+        "code": rec.code,
+    }
+
+
+def run_files(rec: RunRecord) -> dict[str, bytes]:
+    hist_rows = []
+    for key in sorted(rec.history):
+        for m in rec.history[key]:
+            hist_rows.append((key, str(m.step), str(m.timestamp), textfmt.tsv_float(m.value)))
+    art_rows = [
+        (a.path, str(a.size), a.sha256, a.storage)
+        for a in sorted(rec.artifacts.values(), key=lambda a: a.path)
+    ]
+    return {
+        RUN_FILE: textfmt.dump_map(record_meta(rec)),
+        PARAMS_FILE: textfmt.dump_str_map(rec.params),
+        TAGS_FILE: textfmt.dump_str_map(rec.tags),
+        METRICS_FILE: textfmt.dump_float_map(rec.metrics),
+        HISTORY_FILE: textfmt.dump_tsv(("key", "step", "timestamp", "value"), hist_rows),
+        MANIFEST_FILE: textfmt.dump_tsv(("path", "size", "sha256", "storage"), art_rows),
+    }
+
+
+def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecord:
+    """Build a RunRecord from a run directory's files (history may be absent)."""
+    try:
+        meta = textfmt.load_map(files[RUN_FILE].decode())
+        rid = str(meta.get("run_id") or run_id or "")
+        fmt = int(meta.get("format", 1))
+        if fmt > FORMAT_VERSION:
+            raise GitrunError(
+                f"Run {rid} was written in gitrun format {fmt}, newer than this gitrun "
+                f"understands ({FORMAT_VERSION}); upgrade gitrun to read it."
+            )
+        rec = RunRecord(
+            run_id=rid,
+            run_name=str(meta.get("run_name") or ""),
+            experiment=str(meta.get("experiment") or "Default"),
+            status=str(meta.get("status") or "FINISHED"),
+            lifecycle_stage=str(meta.get("lifecycle_stage") or "active"),
+            start_time=_int_or_none(meta.get("start_time")),
+            end_time=_int_or_none(meta.get("end_time")),
+            updated_time=_int_or_none(meta.get("updated_time")),
+            user=str(meta.get("user") or ""),
+            host=str(meta.get("host") or ""),
+            source_name=str(meta.get("source_name") or ""),
+            command=[str(a) for a in meta["command"]] if meta.get("command") else None,
+            cwd=meta.get("cwd"),
+            exit_code=_int_or_none(meta.get("exit_code")),
+            code=dict(meta.get("code") or {}),
+        )
+        if PARAMS_FILE in files:
+            rec.params = {str(k): str(v) for k, v in textfmt.load_map(files[PARAMS_FILE].decode()).items()}
+        if TAGS_FILE in files:
+            rec.tags = {str(k): str(v) for k, v in textfmt.load_map(files[TAGS_FILE].decode()).items()}
+        if METRICS_FILE in files:
+            rec.metrics = {
+                str(k): float(v) for k, v in textfmt.load_map(files[METRICS_FILE].decode()).items()
+            }
+        if HISTORY_FILE in files:
+            hist: dict[str, list[Metric]] = {}
+            for row in textfmt.load_tsv(files[HISTORY_FILE].decode()):
+                key, step, ts, value = row
+                hist.setdefault(key, []).append(Metric(key, float(value), int(ts), int(step)))
+            rec.history = hist
+        if MANIFEST_FILE in files:
+            for row in textfmt.load_tsv(files[MANIFEST_FILE].decode()):
+                path, size, sha256, storage = row[:4]
+                rec.artifacts[path] = Artifact(path, int(size), sha256, storage)
+        if ENV_FILE in files:
+            rec.env = textfmt.load_map(files[ENV_FILE].decode())
+    except GitrunError:
+        raise
+    except Exception as e:  # anything malformed in history someone else wrote
+        raise CorruptRecordError(
+            f"The record of run {run_id or '?'} on {RUNS_REF} is malformed ({e}); "
+            "it was not written by gitrun or was damaged."
+        ) from None
+    return rec
+
+
+def _int_or_none(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    return int(v)
+
+
+def commit_message(rec: RunRecord) -> str:
+    shown = []
+    for key in list(rec.metrics)[:3]:
+        v = rec.metrics[key]
+        shown.append(f"{key}={v:.4g}" if not math.isnan(v) else f"{key}=nan")
+    title = f"{rec.run_name or rec.run_id[:8]} ({rec.experiment})"
+    if shown:
+        title += ": " + " ".join(shown)
+    title += f" [{rec.status}]"
+    body = [
+        f"Gitrun-Run: {rec.run_id}",
+        f"Gitrun-Experiment: {rec.experiment}",
+        f"Gitrun-Status: {rec.status}",
+    ]
+    if rec.code.get("commit"):
+        body.append(f"Gitrun-Code: {rec.code['commit']}")
+    return title + "\n\n" + "\n".join(body) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# writing runs
+# ---------------------------------------------------------------------------
+def _build_tree(repo: Repo, files: dict[str, str]) -> str:
+    """files: path -> blob id (paths use '/'); returns the root tree id."""
+    nested: dict[str, Any] = {}
+    for path, sha in files.items():
+        parts = path.split("/")
+        d = nested
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = sha
+
+    def write(d: dict[str, Any]) -> str:
+        entries = []
+        for name, v in d.items():
+            if isinstance(v, dict):
+                entries.append((TREE_MODE, name, write(v)))
+            else:
+                entries.append((BLOB_MODE, name, v))
+        return repo.write_tree(entries)
+
+    return write(nested)
+
+
+def write_run_tree(repo: Repo, rec: RunRecord) -> str:
+    """Write the run directory (files + artifacts) and return its tree id."""
+    blobs = {name: repo.write_blob(data) for name, data in run_files(rec).items()}
+    if rec.env_blob:
+        blobs[ENV_FILE] = rec.env_blob
+    elif rec.env:
+        blobs[ENV_FILE] = repo.write_blob(textfmt.dump_map(rec.env))
+    if rec.output_blob:
+        blobs[OUTPUT_FILE] = rec.output_blob
+    for a in rec.artifacts.values():
+        if a.storage == "git" and a.blob:
+            blobs[f"{ARTIFACTS_DIR}/{a.path}"] = a.blob
+    return _build_tree(repo, blobs)
+
+
+def _entries(repo: Repo, tree: str | None) -> dict[str, tuple[str, str]]:
+    if not tree:
+        return {}
+    return {name: (mode, sha) for mode, name, sha in repo.read_tree(tree)}
+
+
+def _write_entries(repo: Repo, entries: dict[str, tuple[str, str]]) -> str:
+    return repo.write_tree((mode, name, sha) for name, (mode, sha) in entries.items())
+
+
+def tip_tree(repo: Repo, tip: str | None) -> str | None:
+    if not tip:
+        return None
+    return repo.read_commit(tip)[0]
+
+
+def put_run_dirs(repo: Repo, root: str | None, run_trees: dict[str, str | None]) -> str:
+    """Return a new root tree with runs/<b>/<id> set to the given trees (None: removed)."""
+    top = _entries(repo, root)
+    top[FORMAT_FILE] = (BLOB_MODE, repo.write_blob(f"format: {FORMAT_VERSION}\n".encode()))
+    runs = _entries(repo, top.get(RUNS_DIR, ("", None))[1])
+    by_bucket: dict[str, dict[str, str | None]] = {}
+    for rid, t in run_trees.items():
+        by_bucket.setdefault(bucket(rid), {})[rid] = t
+    for b, items in by_bucket.items():
+        bentries = _entries(repo, runs.get(b, ("", None))[1])
+        for rid, t in items.items():
+            if t is None:
+                bentries.pop(rid, None)
+            else:
+                bentries[rid] = (TREE_MODE, t)
+        if bentries:
+            runs[b] = (TREE_MODE, _write_entries(repo, bentries))
+        else:
+            runs.pop(b, None)
+    top[RUNS_DIR] = (TREE_MODE, _write_entries(repo, runs))
+    return _write_entries(repo, top)
+
+
+def commit_run(repo: Repo, rec: RunRecord) -> str:
+    """Append one run to RUNS_REF (compare-and-swap with retry); return the commit id."""
+    run_tree = write_run_tree(repo, rec)
+    rec.tree = run_tree
+    message = commit_message(rec)
+    code = rec.code.get("commit")
+    for attempt in range(MAX_CAS_ATTEMPTS):
+        old = repo.read_ref(RUNS_REF)
+        root = put_run_dirs(repo, tip_tree(repo, old), {rec.run_id: run_tree})
+        # The first parent is always the previous runs commit (a root commit starts the
+        # history), so `git log --first-parent` never wanders into the code's history.
+        parents = [old or _root_commit(repo)]
+        if code and code not in parents:
+            parents.append(code)
+        commit = repo.write_commit(root, parents, message, when_ms=rec.end_time)
+        if repo.update_ref(RUNS_REF, commit, old, f"gitrun: record {rec.run_id}"):
+            return commit
+        time.sleep(min(0.001 * (attempt + 1), 0.05))
+    raise GitrunError(
+        f"Could not update {RUNS_REF} after {MAX_CAS_ATTEMPTS} attempts because other "
+        "processes kept moving it; the run is kept in .git/gitrun/live, run any gitrun "
+        "command to commit it."
+    )
+
+
+def _root_commit(repo: Repo) -> str:
+    tree = put_run_dirs(repo, None, {})
+    return repo.write_commit(tree, [], "gitrun: start of run history\n", when_ms=0)
+
+
+# ---------------------------------------------------------------------------
+# reading runs
+# ---------------------------------------------------------------------------
+def list_run_trees(repo: Repo, tip: str | None = None) -> dict[str, str]:
+    """run id -> run directory tree id, read from the tip tree (no history walk)."""
+    if tip is None:
+        tip = repo.read_ref(RUNS_REF)
+    if not tip:
+        return {}
+    top = _entries(repo, tip_tree(repo, tip))
+    check_format(repo, top)
+    out: dict[str, str] = {}
+    runs = top.get(RUNS_DIR)
+    if not runs:
+        return out
+    for _mode, _b, bsha in repo.read_tree(runs[1]):
+        for mode, rid, rsha in repo.read_tree(bsha):
+            if mode == TREE_MODE:
+                out[rid] = rsha
+    return out
+
+
+def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:
+    f = top.get(FORMAT_FILE)
+    if not f:
+        return
+    text = repo.read_object(f[1])[1].decode(errors="replace")
+    try:
+        version = int(textfmt.load_map(text).get("format", 1))
+    except Exception:
+        raise CorruptRecordError(
+            f"{FORMAT_FILE} on {RUNS_REF} is malformed; the runs ref was damaged or not "
+            "written by gitrun."
+        ) from None
+    if version > FORMAT_VERSION:
+        raise GitrunError(
+            f"{RUNS_REF} is in gitrun format {version}, newer than this gitrun understands "
+            f"({FORMAT_VERSION}); upgrade gitrun."
+        )
+
+
+DEFAULT_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, MANIFEST_FILE)
+
+
+def read_records(
+    repo: Repo,
+    run_trees: dict[str, str],
+    files: Iterable[str] = DEFAULT_FILES,
+) -> dict[str, RunRecord]:
+    """Read many run directories at once (one `git cat-file --batch` stream)."""
+    wanted = set(files)
+    # 1. the run directory trees, 2. the wanted blobs in them.
+    blob_of: dict[str, dict[str, str]] = {}
+    art_blobs: dict[str, dict[str, str]] = {}
+    tree_ids = list(run_trees.items())
+    for (rid, _t), (_sha, kind, data) in zip(tree_ids, _read_many(repo, [t for _, t in tree_ids])):
+        if kind != "tree":
+            raise CorruptRecordError(f"The record of run {rid} on {RUNS_REF} is missing.")
+        entries = {name: sha for _mode, name, sha in _parse_tree(repo, data)}
+        blob_of[rid] = {n: s for n, s in entries.items() if n in wanted or n == RUN_FILE}
+        if ARTIFACTS_DIR in entries:
+            art_blobs[rid] = {"": entries[ARTIFACTS_DIR]}
+        for n in (ENV_FILE, OUTPUT_FILE):
+            if n in entries:
+                blob_of[rid]["@" + n] = entries[n]
+    needed = sorted({s for d in blob_of.values() for n, s in d.items() if not n.startswith("@")})
+    content = {sha: data for sha, _kind, data in _read_many(repo, needed)}
+    out: dict[str, RunRecord] = {}
+    for rid, names in blob_of.items():
+        if RUN_FILE not in names:
+            raise CorruptRecordError(
+                f"The record of run {rid} on {RUNS_REF} has no {RUN_FILE}; it was damaged "
+                "or not written by gitrun."
+            )
+        rec = parse_record(
+            {n: content[s] for n, s in names.items() if not n.startswith("@")}, rid
+        )
+        rec.run_id = rid
+        rec.tree = run_trees[rid]
+        rec.env_blob = names.get("@" + ENV_FILE)
+        rec.output_blob = names.get("@" + OUTPUT_FILE)
+        out[rid] = rec
+    return out
+
+
+def artifact_blobs(repo: Repo, run_tree: str) -> dict[str, tuple[str, str]]:
+    """artifact path -> (mode, blob id), from a run directory tree."""
+    entries = _entries(repo, run_tree)
+    art = entries.get(ARTIFACTS_DIR)
+    out: dict[str, tuple[str, str]] = {}
+    if not art or art[0] != TREE_MODE:
+        return out
+
+    def walk(tree: str, prefix: str) -> None:
+        for mode, name, sha in repo.read_tree(tree):
+            if mode == TREE_MODE:
+                walk(sha, prefix + name + "/")
+            else:
+                out[prefix + name] = (mode, sha)
+
+    walk(art[1], "")
+    return out
+
+
+def _parse_tree(repo: Repo, data: bytes) -> list[tuple[str, str, str]]:
+    from .git import parse_tree
+
+    return parse_tree(data, 32 if repo.object_format == "sha256" else 20)
+
+
+def _read_many(repo: Repo, shas: list[str]) -> Iterable[tuple[str, str, bytes]]:
+    """Loose objects are read in-process; the rest stream through cat-file."""
+    missing = []
+    found: dict[str, tuple[str, bytes]] = {}
+    if len(shas) <= 64:
+        for sha in shas:
+            path = os.path.join(repo.common_dir, "objects", sha[:2], sha[2:])
+            if os.path.exists(path):
+                found[sha] = repo.read_object(sha)
+            else:
+                missing.append(sha)
+    else:
+        missing = shas
+    streamed = {}
+    if missing:
+        for sha, kind, data in repo.cat_file().read_many(missing):
+            streamed[sha] = (kind, data)
+    for sha in shas:
+        kind, data = found.get(sha) or streamed.get(sha, ("missing", b""))
+        yield sha, kind, data
+
+
+def read_record(repo: Repo, run_id: str, tree: str, history: bool = True) -> RunRecord:
+    files = list(DEFAULT_FILES) + ([HISTORY_FILE, ENV_FILE] if history else [ENV_FILE])
+    rec = read_records(repo, {run_id: tree}, files)[run_id]
+    blobs = artifact_blobs(repo, tree)
+    for path, a in rec.artifacts.items():
+        if path in blobs:
+            a.blob = blobs[path][1]
+    return rec
+
+
+# ---------------------------------------------------------------------------
+# joining diverged histories
+# ---------------------------------------------------------------------------
+def _pick(repo: Repo, rid: str, a: str, b: str) -> str:
+    """Two versions of one run: the later update wins, ties by tree id (deterministic)."""
+
+    def stamp(tree: str) -> tuple[int, int, str]:
+        for _m, name, sha in repo.read_tree(tree):
+            if name == RUN_FILE:
+                meta = textfmt.load_map(repo.read_object(sha)[1].decode())
+                terminal = 1 if meta.get("status") in TERMINAL else 0
+                return (int(meta.get("updated_time") or meta.get("end_time") or 0), terminal, tree)
+        return (0, 0, tree)
+
+    return max(a, b, key=stamp)
+
+
+def merge_roots(repo: Repo, ours: str | None, theirs: str | None) -> str:
+    """The union of two run-store trees; each run once (see _pick for conflicts)."""
+    if not ours:
+        return theirs or put_run_dirs(repo, None, {})
+    if not theirs or ours == theirs:
+        return ours
+    top_o, top_t = _entries(repo, ours), _entries(repo, theirs)
+    check_format(repo, top_t)
+    runs_o = _entries(repo, top_o.get(RUNS_DIR, ("", None))[1])
+    runs_t = _entries(repo, top_t.get(RUNS_DIR, ("", None))[1])
+    for b, (_mode, tsha) in runs_t.items():
+        if b not in runs_o:
+            runs_o[b] = (TREE_MODE, tsha)
+            continue
+        osha = runs_o[b][1]
+        if osha == tsha:
+            continue
+        eo, et = _entries(repo, osha), _entries(repo, tsha)
+        for rid, (_m, rt) in et.items():
+            if rid not in eo:
+                eo[rid] = (TREE_MODE, rt)
+            elif eo[rid][1] != rt:
+                eo[rid] = (TREE_MODE, _pick(repo, rid, eo[rid][1], rt))
+        runs_o[b] = (TREE_MODE, _write_entries(repo, eo))
+    top_o[RUNS_DIR] = (TREE_MODE, _write_entries(repo, runs_o))
+    top_o[FORMAT_FILE] = (BLOB_MODE, repo.write_blob(f"format: {FORMAT_VERSION}\n".encode()))
+    return _write_entries(repo, top_o)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def dumps(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
