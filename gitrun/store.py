@@ -164,7 +164,9 @@ def _int_or_none(v: Any) -> int | None:
 
 def commit_message(rec: RunRecord) -> str:
     shown = []
-    for key in list(rec.metrics)[:3]:
+    # Final metrics (logged once) say more about a run than per-step curves like loss.
+    keys = sorted(rec.metrics, key=lambda k: len(rec.history.get(k, ())) > 1)
+    for key in keys[:3]:
         v = rec.metrics[key]
         shown.append(f"{key}={v:.4g}" if not math.isnan(v) else f"{key}=nan")
     title = f"{rec.run_name or rec.run_id[:8]} ({rec.experiment})"
