@@ -1,0 +1,559 @@
+"""`gitrun checkout RUN`: restore the exact code and the artifacts a run was recorded with.
+
+Three targets:
+
+* in place (default): a branch `gitrun/<short id>` at the run's code commit, switched to,
+  artifacts restored in the work tree.  Refuses on a dirty work tree (``--stash`` stashes
+  first, with ``git stash push --include-untracked``), so no work is ever lost.
+* ``worktree=DIR``: ``git worktree add`` at the code commit; the current work tree, index
+  and HEAD are not touched.
+* ``artifacts_only=DIR``: only the artifacts, verified.
+
+Where artifacts go: `gitrun record -a PATH` stores an artifact under its path relative
+to the directory the command ran in (the run's ``cwd``), so checkout restores artifacts
+under ``<work tree>/<cwd>/``: a rerun of ``python train.py`` from that directory finds
+``model.pkl`` where it wrote it.  API-only runs have no ``cwd``; theirs go under the
+work tree root.  ``artifacts_only=DIR`` puts them directly under DIR.
+
+The manifest comes from history that may have been fetched from someone else, so every
+artifact path is checked before anything is written (relative, no ``..``, no ``.git``
+component, no control characters, no symlink or gitlink tree entry, no symlink on the
+way in the target tree, content matching its sha256); then files are written through
+directory file descriptors opened with ``O_NOFOLLOW``, so a symlink that appears in the
+meantime cannot redirect a write outside the target tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from . import runs
+from .entities import RunRecord
+from .errors import (
+    CorruptRecordError,
+    DirtyWorkTreeError,
+    GitError,
+    GitrunError,
+    InvalidInputError,
+    UnsafePathError,
+)
+from .git import BLOB_MODE, EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Repo
+
+BRANCH_PREFIX = "gitrun/"
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+
+
+# ---------------------------------------------------------------------------
+# paths from history
+# ---------------------------------------------------------------------------
+def check_rel_path(rel: str, what: str = "artifact path", allow_dot: bool = False) -> list[str]:
+    """The components of a relative path from history; UnsafePathError when it is unsafe."""
+    if allow_dot and rel in ("", "."):
+        return []
+    parts = rel.split("/")
+    reason = None
+    if not rel:
+        reason = "it is empty"
+    elif rel.startswith("/") or (len(rel) > 1 and rel[1] == ":") or rel.startswith("\\"):
+        reason = "it is absolute"
+    elif any(c in _CONTROL for c in rel):
+        reason = "it contains control characters"
+    elif any(p == ".." for p in parts) or any(".." in p.split("\\") for p in parts):
+        reason = "it contains '..'"
+    elif any(p.rstrip(". ").lower() == ".git" for p in parts):
+        reason = "it has a '.git' component"
+    elif any(p in ("", ".") for p in parts) or posixpath.normpath(rel) != rel:
+        reason = "it is not a normalized path"
+    if reason:
+        raise UnsafePathError(
+            f"Refusing {what} {rel!r}: {reason}; the run's record may have been crafted, "
+            "so nothing was written."
+        )
+    return parts
+
+
+def safe_join(root: str, rel: str) -> str:
+    """`root/rel` for a path from history: refuses unsafe paths and existing symlinks on the way.
+
+    Only the check is done here; writes go through `write_file`, which repeats it with
+    O_NOFOLLOW so that nothing changed in between can redirect them.
+    """
+    parts = check_rel_path(rel)
+    d = root
+    for i, name in enumerate(parts):
+        d = os.path.join(d, name)
+        try:
+            st = os.lstat(d)
+        except FileNotFoundError:
+            break
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePathError(
+                f"Refusing artifact path {rel!r}: {'/'.join(parts[: i + 1])} is a symlink in "
+                f"{root}, and writing through it could land outside; nothing was written."
+            )
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            raise GitrunError(
+                f"Cannot restore artifact {rel!r}: {'/'.join(parts[: i + 1])} in {root} is a "
+                "file, not a directory; move it away and try again. Nothing was written."
+            )
+    return os.path.join(root, *parts)
+
+
+def write_file(root: str, rel: str, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` at `root/rel` without following any symlink below `root`."""
+    parts = check_rel_path(rel)
+    if not (_O_NOFOLLOW and _O_DIRECTORY and os.open in os.supports_dir_fd):
+        # No dir_fd support (Windows): check each component, then write by path.
+        full = safe_join(root, rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        safe_join(root, rel)
+        tmp = full + f".gitrun-tmp-{os.getpid()}"
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, full)
+        return
+    fd = os.open(root, os.O_RDONLY | _O_DIRECTORY)
+    try:
+        for name in parts[:-1]:
+            try:
+                os.mkdir(name, 0o777, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                nfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                raise UnsafePathError(
+                    f"Refusing artifact path {rel!r}: {name} is a symlink or not a directory "
+                    f"in {root}; nothing more was written."
+                ) from None
+            os.close(fd)
+            fd = nfd
+        tmp = f".gitrun-tmp-{os.getpid()}-{parts[-1][:40]}"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, mode, dir_fd=fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+        # rename(2) replaces a symlink at the destination instead of following it.
+        os.replace(tmp, parts[-1], src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------
+# planning and restoring artifacts
+# ---------------------------------------------------------------------------
+@dataclass
+class PlannedArtifact:
+    path: str  # artifact path, as in the manifest
+    target: str  # path relative to the target root
+    data: bytes
+    mode: int
+    exists: bool = False  # an identical file is already there
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def base_dir(rec: RunRecord) -> list[str]:
+    """Components of the directory artifacts are restored under (the run's cwd)."""
+    return check_rel_path(rec.cwd or ".", "working directory", allow_dot=True)
+
+
+def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedArtifact]:
+    """Every artifact's content, checked: safe path, plain blob, size and sha256 as recorded.
+
+    Raises before returning anything, so a caller that writes only afterwards writes nothing
+    when one artifact is bad.
+    """
+    from . import store
+
+    for path in rec.artifacts:
+        check_rel_path(path)
+    modes = store.artifact_blobs(repo, rec.tree) if rec.tree else {}
+    for path, (mode, _sha) in modes.items():
+        if path in rec.artifacts and mode not in (BLOB_MODE, EXEC_MODE):
+            kind = {LINK_MODE: "a symlink", GITLINK_MODE: "a submodule link"}.get(mode, mode)
+            raise UnsafePathError(
+                f"Refusing artifact {path!r} of run {rec.run_id[:8]}: it is stored as {kind}, "
+                "not a file; the run's record may have been crafted, so nothing was written."
+            )
+    out = []
+    for path, a in sorted(rec.artifacts.items()):
+        if a.storage != "git" or not a.blob:
+            raise CorruptRecordError(
+                f"Artifact {path!r} of run {rec.run_id[:8]} has no content in git (storage "
+                f"{a.storage!r}); it cannot be restored, and nothing was written."
+            )
+        kind, data = repo.read_object(a.blob)
+        digest = hashlib.sha256(data).hexdigest()
+        if kind != "blob" or digest != a.sha256 or len(data) != a.size:
+            raise CorruptRecordError(
+                f"Artifact {path!r} of run {rec.run_id[:8]} does not match its manifest "
+                f"(sha256 {digest[:12]}, recorded {a.sha256[:12]}); nothing was written."
+            )
+        mode = 0o755 if modes.get(path, (BLOB_MODE,))[0] == EXEC_MODE else 0o644
+        out.append(PlannedArtifact(path, "/".join(base + path.split("/")), data, mode))
+    return out
+
+
+def check_code_tree(repo: Repo, commit: str, planned: list[PlannedArtifact]) -> set[str]:
+    """Refuse artifacts that would pass through a symlink or a file of the run's code.
+
+    Returns the targets that are files of the code with other content: the artifact (the
+    run's output) replaces them, which loses nothing since the code commit keeps them.
+    """
+    root = repo.read_commit(commit)[0]
+    replaced = set()
+    for p in planned:
+        tree: str | None = root
+        parts = p.target.split("/")
+        for i, name in enumerate(parts):
+            assert tree is not None
+            entry = next((e for e in repo.read_tree(tree) if e[1] == name), None)
+            if entry is None:
+                break
+            mode, _n, sha = entry
+            last = i == len(parts) - 1
+            if mode == LINK_MODE:
+                raise UnsafePathError(
+                    f"Refusing artifact {p.path!r}: {'/'.join(parts[: i + 1])} is a symlink "
+                    "in the run's code, and writing through it could land outside the work "
+                    "tree; nothing was written."
+                )
+            if mode == TREE_MODE and not last:
+                tree = sha
+                continue
+            if last and mode in (BLOB_MODE, EXEC_MODE):
+                replaced.add(p.target)
+                break
+            raise GitrunError(
+                f"Artifact {p.path!r} cannot be restored in the run's code: "
+                f"{'/'.join(parts[: i + 1])} is a {'directory' if last else 'file'} there; "
+                "restore the artifacts with --artifacts-only DIR instead. Nothing was written."
+            )
+    return replaced
+
+
+def plan_in(root: str, planned: list[PlannedArtifact], replaceable: Collection[str] = ()) -> None:
+    """Check every target against the file system under `root` (symlinks, existing files).
+
+    An existing different file is refused unless its target is in `replaceable` (a file of
+    the freshly checked-out code, which git keeps).
+    """
+    for p in planned:
+        full = safe_join(root, p.target)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise GitrunError(
+                f"Cannot restore artifact {p.path!r}: {full} exists and is not a regular "
+                "file; move it away and try again. Nothing was written."
+            )
+        if _sha256(full) == hashlib.sha256(p.data).hexdigest():
+            p.exists = True
+        elif p.target not in replaceable:
+            raise GitrunError(
+                f"Refusing to overwrite {full}: it differs from artifact {p.path!r} of the "
+                "run; move it away (or use --artifacts-only DIR) and try again. Nothing was "
+                "written."
+            )
+
+
+def write_planned(root: str, planned: list[PlannedArtifact]) -> int:
+    n = 0
+    for p in planned:
+        if not p.exists:
+            write_file(root, p.target, p.data, p.mode)
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# work tree state
+# ---------------------------------------------------------------------------
+def restored_copies(repo: Repo, rec: RunRecord) -> set[str]:
+    """Paths in the work tree whose content is exactly one of this run's artifacts."""
+    if not repo.work_tree:
+        return set()
+    try:
+        base = base_dir(rec)
+    except UnsafePathError:
+        return set()
+    out = set()
+    for path, a in rec.artifacts.items():
+        try:
+            target = "/".join(base + check_rel_path(path))
+            full = safe_join(repo.work_tree, target)
+            if os.path.isfile(full) and not os.path.islink(full) and _sha256(full) == a.sha256:
+                out.add(target)
+        except (GitrunError, OSError):
+            continue
+    return out
+
+
+def dirty_paths(repo: Repo, rec: RunRecord | None = None) -> list[str]:
+    """Changed tracked files and untracked, non-ignored files.
+
+    With `rec`, files identical to that run's restored artifacts do not count: they are
+    what `gitrun checkout` put there, and git keeps their content.
+    """
+    st = repo.status()
+    skip = restored_copies(repo, rec) if rec else set()
+    return [p for p in st.changed + st.untracked if p not in skip]
+
+
+def code_commit(rec: RunRecord, repo: Repo) -> str:
+    commit = (rec.code or {}).get("commit")
+    if not commit:
+        raise GitrunError(
+            f"Run {rec.run_id[:8]} ({rec.run_name}) has no code commit: it was recorded "
+            "outside a git repository with commits and a dirty tree to snapshot. Only its "
+            f"artifacts can be restored: gitrun checkout {rec.run_id[:8]} --artifacts-only DIR."
+        )
+    if not repo.has_object(commit):
+        raise GitrunError(
+            f"The code commit {commit[:12]} of run {rec.run_id[:8]} is not in this "
+            "repository; fetch it (gitrun pull brings runs with their code) and try again."
+        )
+    return commit
+
+
+def _warn_large(rec: RunRecord) -> list[str]:
+    return [
+        f"{x.get('path')} ({x.get('size')} bytes, sha256 {str(x.get('sha256'))[:12]})"
+        for x in (rec.code or {}).get("large_untracked") or []
+    ]
+
+
+# ---------------------------------------------------------------------------
+# checkout
+# ---------------------------------------------------------------------------
+@dataclass
+class CheckoutResult:
+    run: RunRecord
+    mode: str  # "in-place", "worktree" or "artifacts-only"
+    target: str  # directory the code and/or artifacts are in
+    commit: str | None = None
+    branch: str | None = None
+    stash: str | None = None  # message of the stash entry made by --stash
+    written: int = 0  # artifacts written
+    unchanged: int = 0  # artifacts already there, identical
+    not_captured: list[str] = field(default_factory=list)  # large untracked files
+
+    def render(self) -> str:
+        rid = self.run.run_id[:8]
+        name = self.run.run_name
+        lines = []
+        if self.stash:
+            lines.append(
+                f"Stashed your uncommitted changes and untracked files as "
+                f"\"{self.stash}\"; `git stash pop` brings them back."
+            )
+        if self.mode == "in-place":
+            lines.append(
+                f"Switched to branch {self.branch} at {str(self.commit)[:12]}, the code of "
+                f"run {rid} ({name})."
+            )
+        elif self.mode == "worktree":
+            where = f"on branch {self.branch}" if self.branch else "detached"
+            lines.append(
+                f"Created worktree {self.target} ({where}) at {str(self.commit)[:12]}, the "
+                f"code of run {rid} ({name})."
+            )
+        total = self.written + self.unchanged
+        if total or self.mode == "artifacts-only":
+            extra = f" ({self.unchanged} already there)" if self.unchanged else ""
+            lines.append(
+                f"Restored {total} artifact(s) of run {rid}, verified against their sha256, "
+                f"in {self.target}{extra}."
+            )
+        for big in self.not_captured:
+            lines.append(f"Not in the code snapshot (too large when recorded): {big}.")
+        return "\n".join(lines)
+
+
+def _run_ok(repo: Repo, *args: str) -> bool:
+    return repo.git(*args, check=False).returncode == 0
+
+
+def checkout(
+    repo: Repo,
+    run_ref: str,
+    branch: str | None = None,
+    stash: bool = False,
+    worktree: str | None = None,
+    artifacts_only: str | None = None,
+    force_branch: bool = False,
+) -> CheckoutResult:
+    """Restore a run's code and artifacts; see the module docstring for the three targets."""
+    if worktree and artifacts_only:
+        raise InvalidInputError("Give either --worktree or --artifacts-only, not both.")
+    rec = runs.load(repo, run_ref, history=False)
+    if rec.status == "RUNNING":
+        raise GitrunError(
+            f"Run {rec.run_id[:8]} is still running; check it out once it has finished."
+        )
+    if artifacts_only:
+        return _artifacts_only(repo, rec, artifacts_only)
+    commit = code_commit(rec, repo)
+    planned = load_artifacts(repo, rec, base_dir(rec))
+    replaced = check_code_tree(repo, commit, planned)
+    if branch is not None:
+        _check_branch_name(repo, branch)
+    if worktree:
+        return _worktree(repo, rec, commit, planned, replaced, worktree, branch, force_branch)
+    return _in_place(repo, rec, commit, planned, replaced, branch, stash, force_branch)
+
+
+def _check_branch_name(repo: Repo, branch: str) -> None:
+    if not branch or not _run_ok(repo, "check-ref-format", "--branch", branch):
+        raise InvalidInputError(f"'{branch}' is not a valid branch name.")
+
+
+def _branch_state(repo: Repo, branch: str, commit: str, force: bool) -> bool:
+    """True when `branch` must be created (or moved); refuses when it points elsewhere."""
+    existing = repo.read_ref(f"refs/heads/{branch}")
+    if existing is None:
+        return True
+    if existing == commit:
+        return False
+    if force:
+        return True
+    raise GitrunError(
+        f"Branch {branch} already exists at {existing[:12]}, not at the run's code "
+        f"{commit[:12]}; pass another --branch NAME (or --force-branch to move it, its old "
+        "tip stays in the reflog)."
+    )
+
+
+def _artifacts_only(repo: Repo, rec: RunRecord, directory: str) -> CheckoutResult:
+    planned = load_artifacts(repo, rec, [])
+    root = os.path.abspath(directory)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise GitrunError(f"{directory} exists and is not a directory; choose another one.")
+    if os.path.isdir(root):
+        plan_in(root, planned)
+    else:
+        os.makedirs(root)
+    written = write_planned(root, planned)
+    return CheckoutResult(rec, "artifacts-only", root, written=written,
+                          unchanged=len(planned) - written)
+
+
+def _worktree(
+    repo: Repo,
+    rec: RunRecord,
+    commit: str,
+    planned: list[PlannedArtifact],
+    replaced: set[str],
+    directory: str,
+    branch: str | None,
+    force_branch: bool,
+) -> CheckoutResult:
+    root = os.path.abspath(directory)
+    if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
+        raise GitrunError(
+            f"{directory} already exists and is not an empty directory; choose a new one."
+        )
+    if branch:
+        create = _branch_state(repo, branch, commit, force_branch)
+        if create:
+            args = ["worktree", "add", "-B" if force_branch else "-b", branch, root, commit]
+        else:
+            args = ["worktree", "add", root, branch]
+    else:
+        args = ["worktree", "add", "--detach", root, commit]
+    proc = repo.git(*args, check=False)
+    if proc.returncode != 0:
+        raise GitError(
+            f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
+    try:
+        plan_in(root, planned, replaced)
+        written = write_planned(root, planned)
+    except BaseException:
+        repo.git("worktree", "remove", "--force", root, check=False)
+        repo.git("worktree", "prune", check=False)
+        raise
+    return CheckoutResult(rec, "worktree", root, commit=commit, branch=branch, written=written,
+                          unchanged=len(planned) - written, not_captured=_warn_large(rec))
+
+
+def _in_place(
+    repo: Repo,
+    rec: RunRecord,
+    commit: str,
+    planned: list[PlannedArtifact],
+    replaced: set[str],
+    branch: str | None,
+    stash: bool,
+    force_branch: bool,
+) -> CheckoutResult:
+    if not repo.work_tree:
+        raise GitrunError(
+            "This repository has no work tree; use --worktree DIR or --artifacts-only DIR."
+        )
+    root = repo.work_tree
+    name = branch or BRANCH_PREFIX + rec.run_id[:8]
+    if branch is None:
+        _check_branch_name(repo, name)
+    create = _branch_state(repo, name, commit, force_branch)
+    st = repo.status()
+    if create and force_branch and st.branch == name:
+        raise GitrunError(f"Branch {name} is checked out here; it cannot be moved.")
+    dirty = dirty_paths(repo, rec)
+    stashed = None
+    if dirty:
+        if not stash:
+            shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+            raise DirtyWorkTreeError(
+                f"Your work tree has uncommitted changes or untracked files ({shown}); "
+                "commit them, or pass --stash to put them in `git stash` "
+                "(--include-untracked) first. Nothing was changed."
+            )
+        stashed = f"gitrun: before checkout of run {rec.run_id}"
+        repo.git("stash", "push", "--include-untracked", "-m", stashed)
+    before = st.branch or st.head
+    if create:
+        args = ["switch", "-C" if force_branch else "-c", name, commit]
+    else:
+        args = ["switch", name]
+    proc = repo.git(*args, check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip()
+        raise GitError(
+            f"`git {' '.join(args[:3])}` failed: {detail}"
+            + (" Your changes are in the stash (`git stash pop`)." if stashed else "")
+        )
+    try:
+        plan_in(root, planned, replaced)
+    except BaseException:
+        # Something in the work tree (e.g. an ignored symlink) makes an artifact unsafe:
+        # go back to where the user was, so the refusal changes nothing.
+        if before:
+            switch_back = ["switch", before] if st.branch else ["switch", "--detach", before]
+            repo.git(*switch_back, check=False)
+            if create and repo.read_ref(f"refs/heads/{name}") == commit:
+                repo.git("branch", "-D", name, check=False)
+        raise
+    written = write_planned(root, planned)
+    return CheckoutResult(rec, "in-place", root, commit=commit, branch=name, stash=stashed,
+                          written=written, unchanged=len(planned) - written,
+                          not_captured=_warn_large(rec))

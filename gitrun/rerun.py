@@ -1,0 +1,369 @@
+"""`gitrun rerun RUN`: re-execute a recorded run on its exact code and compare the results.
+
+By default the run's code commit is checked out in a temporary `git worktree` (removed
+afterwards unless `keep`); `in_place` runs in the current work tree, which must already
+hold the run's code (after `gitrun checkout RUN`).  The command runs in the recorded
+directory under `gitrun.record.record`, so the rerun is itself a run — recorded on the
+same refs/gitrun/runs (a worktree shares the repository's refs and objects), named
+`<name>-rerun`, in the same experiment, tagged `gitrun.rerun_of=<original id>`.
+
+What is repeated: the recorded argv, in the recorded working directory, with what was
+given to the original `gitrun record` (`-p` params, `--params-file`, `--metrics-file`,
+`-a` artifacts; tag `gitrun.record.options`), while `params.yaml` and `.gitrun.yaml`
+come back with the code.  The run's artifacts are *not* restored before a rerun in a
+temporary worktree: the rerun has to produce them itself, otherwise comparing their
+hashes would compare the restored copy with itself.
+
+Then every final metric (|rerun - original| <= atol + rtol * |original|; NaN equals NaN;
+missing on one side is a difference), every artifact's sha256 and the exit code are
+compared.  `RerunResult.reproduced` is the verdict; the CLI exits 1 when it is False.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import checkout, envinfo, runs
+from .entities import RunRecord
+from .errors import DirtyWorkTreeError, GitError, GitrunError
+from .git import Repo
+
+RERUN_TAG = "gitrun.rerun_of"
+RECORD_OPTIONS_TAG = "gitrun.record.options"  # written by gitrun.record
+
+
+@dataclass
+class Comparison:
+    """One line of the comparison table."""
+
+    kind: str  # "metric", "artifact" or "exit code"
+    name: str
+    original: Any
+    rerun: Any
+    delta: float | None
+    ok: bool
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name if self.kind == "metric" else f"{self.kind} {self.name}".strip()
+
+    def why(self) -> str:
+        if self.note:
+            return f"{self.label} ({self.note})"
+        if self.original is None:
+            return f"{self.label} (only in the rerun)"
+        if self.rerun is None:
+            return f"{self.label} (missing from the rerun)"
+        return f"{self.label} ({_show(self.original)} vs {_show(self.rerun)})"
+
+
+@dataclass
+class RerunResult:
+    original: RunRecord
+    rerun: RunRecord | None  # None with env_diff_only
+    rows: list[Comparison] = field(default_factory=list)
+    env_differences: list[str] = field(default_factory=list)  # recorded env vs this one
+    rerun_env_differences: list[str] = field(default_factory=list)  # vs the rerun's own
+    notes: list[str] = field(default_factory=list)
+    rtol: float = 0.0
+    atol: float = 0.0
+    worktree: str | None = None  # kept with keep=True
+
+    @property
+    def reproduced(self) -> bool:
+        if self.rerun is None:  # env_diff_only: "reproduced" means "same environment"
+            return not self.env_differences
+        return all(r.ok for r in self.rows)
+
+    def differences(self) -> list[str]:
+        if self.rerun is None:
+            return list(self.env_differences)
+        return [r.why() for r in self.rows if not r.ok]
+
+    def verdict(self) -> str:
+        o = self.original.run_id[:8]
+        if self.rerun is None:
+            if not self.env_differences:
+                return f"The environment matches the one run {o} recorded."
+            return f"The environment differs from run {o}'s in {len(self.env_differences)} way(s)."
+        n = self.rerun.run_id[:8]
+        if self.reproduced:
+            counts = {k: sum(1 for r in self.rows if r.kind == k) for k in ("metric", "artifact")}
+            return (
+                f"Reproduced: rerun {n} matches run {o} ({counts['metric']} metric(s), "
+                f"{counts['artifact']} artifact(s), exit code) within rtol={self.rtol:g}, "
+                f"atol={self.atol:g}."
+            )
+        return (
+            f"Not reproduced: rerun {n} differs from run {o} in "
+            + "; ".join(self.differences())
+            + f" (rtol={self.rtol:g}, atol={self.atol:g})."
+        )
+
+    def table(self) -> str:
+        from .output import table
+
+        rows = [
+            [r.label, _show(r.original), _show(r.rerun),
+             "" if r.delta is None else f"{r.delta:+.3g}", "ok" if r.ok else "DIFFERS"]
+            for r in self.rows
+        ]
+        return table(["metric", "original", "rerun", "delta", "ok"], rows)
+
+    def render(self, verdict: bool = True) -> str:
+        """The comparison table, notes and (unless verdict=False) the one-line verdict."""
+        out = []
+        if self.rerun is None:
+            out += [f"  {d}" for d in self.env_differences]
+            out += [f"note: {n}" for n in self.notes]
+            if verdict:
+                out.append(self.verdict())
+            return "\n".join(out)
+        if self.rows:
+            out.append(self.table())
+        for d in self.rerun_env_differences:
+            out.append(f"note: the rerun's environment differs: {d}")
+        out += [f"note: {n}" for n in self.notes]
+        if verdict:
+            out.append(self.verdict())
+        return "\n".join(out)
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.10g}"
+    return str(v)
+
+
+def close(rerun: float, original: float, rtol: float, atol: float) -> bool:
+    """|rerun - original| <= atol + rtol * |original|; NaN equals NaN, inf equals inf."""
+    if math.isnan(rerun) or math.isnan(original):
+        return math.isnan(rerun) and math.isnan(original)
+    if rerun == original:
+        return True
+    if math.isinf(rerun) or math.isinf(original):
+        return False
+    return abs(rerun - original) <= atol + rtol * abs(original)
+
+
+def compare(
+    original: RunRecord, new: RunRecord, rtol: float = 0.0, atol: float = 0.0
+) -> list[Comparison]:
+    rows = []
+    for key in sorted(set(original.metrics) | set(new.metrics)):
+        a, b = original.metrics.get(key), new.metrics.get(key)
+        if a is None or b is None:
+            rows.append(Comparison("metric", key, a, b, None, False))
+            continue
+        delta = None if math.isnan(a) or math.isnan(b) or a == b else b - a
+        rows.append(Comparison("metric", key, a, b, delta, close(b, a, rtol, atol)))
+    for path in sorted(set(original.artifacts) | set(new.artifacts)):
+        oa, na = original.artifacts.get(path), new.artifacts.get(path)
+        o = oa.sha256[:12] if oa else None
+        n = na.sha256[:12] if na else None
+        ok = bool(oa and na and oa.sha256 == na.sha256)
+        note = "" if ok or not (oa and na) else "sha256 differs"
+        rows.append(Comparison("artifact", path, o, n, None, ok, note))
+    rows.append(Comparison("exit code", "", original.exit_code, new.exit_code, None,
+                           original.exit_code == new.exit_code))
+    return rows
+
+
+def environment_differences(repo: Repo, rec: RunRecord) -> list[str]:
+    if not rec.env:
+        return []
+    current = envinfo.capture(os.path.join(repo.gitrun_dir, "cache"))
+    return envinfo.differences(rec.env, current)
+
+
+def record_options(rec: RunRecord) -> tuple[dict[str, Any], list[str]]:
+    """What the original `gitrun record` was given on its command line (and notes)."""
+    import json
+
+    raw = rec.tags.get(RECORD_OPTIONS_TAG)
+    if raw is None:
+        return {}, []
+    try:
+        opts = json.loads(raw)
+        assert isinstance(opts, dict)
+    except (ValueError, AssertionError):
+        return {}, [f"tag {RECORD_OPTIONS_TAG} is malformed; rerunning without its options"]
+    out: dict[str, Any] = {
+        "params": {str(k): str(v) for k, v in (opts.get("params") or {}).items()},
+        "params_file": opts.get("params_file") or None,
+        "metrics_file": opts.get("metrics_file") or None,
+        "artifacts": [str(a) for a in opts.get("artifacts") or []],
+    }
+    return out, []
+
+
+def rerun(
+    repo: Repo,
+    run_ref: str,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    in_place: bool = False,
+    keep: bool = False,
+    env_diff_only: bool = False,
+    quiet: bool = False,
+) -> RerunResult:
+    """Re-execute a run's command on its code and compare; see the module docstring."""
+    if rtol < 0 or atol < 0:
+        raise GitrunError("--rtol and --atol must be zero or positive.")
+    rec = runs.load(repo, run_ref, history=False)
+    env_diffs = environment_differences(repo, rec)
+    result = RerunResult(rec, None, env_differences=env_diffs, rtol=rtol, atol=atol)
+    if env_diff_only:
+        if not rec.env:
+            result.notes.append(f"run {rec.run_id[:8]} recorded no environment")
+        return result
+    if not rec.command:
+        raise GitrunError(
+            f"Run {rec.run_id[:8]} ({rec.run_name}) was recorded through the tracking API, "
+            "not `gitrun record`, so it has no command to rerun; `gitrun checkout "
+            f"{rec.run_id[:8]}` still restores its code and artifacts."
+        )
+    if rec.status == "RUNNING":
+        raise GitrunError(f"Run {rec.run_id[:8]} is still running; rerun it once it has finished.")
+    commit = checkout.code_commit(rec, repo)
+    base = checkout.base_dir(rec)
+    options, notes = record_options(rec)
+    result.notes += notes
+    if RECORD_OPTIONS_TAG not in rec.tags and (rec.artifacts or rec.params):
+        result.notes.append(
+            "the original run does not say which -p/-a/--metrics-file options `gitrun record` "
+            "was given (recorded by an older gitrun); only params.yaml and .gitrun.yaml, "
+            "which come with the code, apply to the rerun"
+        )
+    for big in checkout._warn_large(rec):
+        result.notes.append(f"not in the code snapshot (too large when recorded): {big}")
+    if env_diffs and not quiet:
+        print(
+            f"gitrun: warning: the environment differs from the one run {rec.run_id[:8]} "
+            "recorded:\n" + "\n".join(f"  {d}" for d in env_diffs),
+            file=sys.stderr,
+        )
+    if in_place:
+        root = _check_in_place(repo, rec, commit)
+        before = _stats(root, base, rec)
+        new = _record_in(repo, root, base, rec, options, quiet)
+        stale = [p for p, s in before.items() if p in new.artifacts and _stat(root, base, p) == s]
+    else:
+        tmp = tempfile.mkdtemp(prefix="gitrun-rerun-")
+        root = os.path.join(tmp, f"rerun-{rec.run_id[:8]}")
+        proc = repo.git("worktree", "add", "--detach", root, commit, check=False)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise GitError(
+                f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}"
+            )
+        try:
+            new = _record_in(repo, root, base, rec, options, quiet)
+        finally:
+            if keep:
+                result.worktree = root
+            else:
+                repo.git("worktree", "remove", "--force", root, check=False)
+                repo.git("worktree", "prune", check=False)
+                shutil.rmtree(tmp, ignore_errors=True)
+        stale = []
+    result.rerun = new
+    result.rows = compare(rec, new, rtol, atol)
+    for row in result.rows:
+        if row.kind == "artifact" and row.name in stale:
+            row.ok = False
+            row.note = "not rewritten by the rerun: it is the copy gitrun checkout restored"
+    if new.env and rec.env:
+        result.rerun_env_differences = [
+            d for d in envinfo.differences(rec.env, new.env) if d not in env_diffs
+        ]
+    if keep and result.worktree:
+        result.notes.append(
+            f"kept the worktree {result.worktree}; remove it with "
+            f"`git worktree remove --force {result.worktree}`"
+        )
+    return result
+
+
+def _check_in_place(repo: Repo, rec: RunRecord, commit: str) -> str:
+    if not repo.work_tree:
+        raise GitrunError("This repository has no work tree; drop --in-place.")
+    st = repo.status()
+    short = rec.run_id[:8]
+    if st.head != commit and (
+        not st.head or repo.read_commit(st.head)[0] != repo.read_commit(commit)[0]
+    ):
+        raise GitrunError(
+            f"The work tree is at {str(st.head)[:12]}, not at the code of run {short} "
+            f"({commit[:12]}); run `gitrun checkout {short}` first, or drop --in-place to "
+            "rerun in a temporary worktree."
+        )
+    dirty = checkout.dirty_paths(repo, rec)
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise DirtyWorkTreeError(
+            f"The work tree has changes that are not the code of run {short} ({shown}); "
+            "commit or stash them, or drop --in-place to rerun in a temporary worktree."
+        )
+    return repo.work_tree
+
+
+def _stat(root: str, base: list[str], path: str) -> tuple[int, int, int] | None:
+    try:
+        s = os.lstat(os.path.join(root, *base, *path.split("/")))
+    except OSError:
+        return None
+    return (s.st_ino, s.st_mtime_ns, s.st_size)
+
+
+def _stats(root: str, base: list[str], rec: RunRecord) -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for path in rec.artifacts:
+        s = _stat(root, base, path)
+        if s is not None:
+            out[path] = s
+    return out
+
+
+def _record_in(
+    repo: Repo,
+    root: str, base: list[str], rec: RunRecord, options: dict[str, Any], quiet: bool
+) -> RunRecord:
+    from .record import RecordOptions, record
+
+    assert rec.command
+    where = os.path.join(root, *base)
+    if not os.path.isdir(where):
+        raise GitrunError(
+            f"The directory the run ran in ({rec.cwd}) is not in its code; it cannot be rerun."
+        )
+    opts = RecordOptions(
+        command=list(rec.command),
+        name=f"{rec.run_name}-rerun" if rec.run_name else None,
+        experiment=rec.experiment,
+        params=dict(options.get("params") or {}),
+        tags={RERUN_TAG: rec.run_id},
+        artifacts=list(options.get("artifacts") or []),
+        params_file=options.get("params_file"),
+        metrics_file=options.get("metrics_file"),
+        quiet=quiet,
+    )
+    old = os.getcwd()
+    os.chdir(where)
+    try:
+        _code, new = record(opts)
+    finally:
+        os.chdir(old)
+    if new is None:
+        raise GitrunError(f"The rerun of run {rec.run_id[:8]} was not recorded.")
+    # Read it back as committed (with the training process's environment).
+    return runs.load(repo, new.run_id, history=False)
