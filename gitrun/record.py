@@ -24,6 +24,7 @@ from .errors import InvalidInputError, UsageError
 from .git import Repo
 
 DEFAULT_PARAMS_FILE = "params.yaml"
+RECORD_OPTIONS_TAG = "gitrun.record.options"
 
 
 @dataclass
@@ -126,6 +127,13 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     params.update(opts.params)
     metrics_file = opts.metrics_file or cfg.get("metrics-file")
     artifacts = list(cfg.get("artifacts") or []) + list(opts.artifacts)
+    # What was given on this command line (config files travel with the code), so that
+    # `gitrun rerun` can repeat the same `gitrun record` invocation.
+    given = {"params": dict(opts.params), "params_file": opts.params_file,
+             "metrics_file": opts.metrics_file, "artifacts": list(opts.artifacts)}
+    given = {k: v for k, v in given.items() if v}
+    if given:
+        tags[RECORD_OPTIONS_TAG] = json.dumps(given, sort_keys=True, ensure_ascii=False)
     for key in list(params) + list(tags):
         tracking.validate_key(key)
 
@@ -195,6 +203,9 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         print(f"gitrun: {p}", file=sys.stderr)
     if problems and exit_code == 0:
         exit_code = 1
+    from . import sync
+
+    sync.maybe_auto_push(repo, opts.quiet)
     return exit_code, rec
 
 
