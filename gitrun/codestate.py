@@ -40,8 +40,8 @@ def capture(repo: Repo, run_id: str, max_untracked: int, quiet: bool = False) ->
         code["repo_url"] = url
     if not st.dirty:
         return code
-    large = []
-    small = []
+    large: list[dict[str, Any]] = []
+    small: list[str] = []
     for rel in st.untracked:
         full = os.path.join(repo.work_tree, rel)
         try:

@@ -63,9 +63,7 @@ def parse_size(text: Any) -> int:
         return int(text)
     m = _SIZE.match(str(text))
     if not m:
-        raise InvalidInputError(
-            f"'{text}' is not a size; write it like 10MB, 500k or 1048576."
-        )
+        raise InvalidInputError(f"'{text}' is not a size; write it like 10MB, 500k or 1048576.")
     unit = (m.group(2) or "").lower()[:1]
     return int(float(m.group(1)) * _UNITS[unit])
 

@@ -83,8 +83,12 @@ def capture(cache_dir: str | None = None) -> dict[str, Any]:
 def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Human-readable differences between a run's recorded environment and this one."""
     out = []
-    for section, key in (("python", "version"), ("python", "implementation"),
-                         ("platform", "system"), ("platform", "machine")):
+    for section, key in (
+        ("python", "version"),
+        ("python", "implementation"),
+        ("platform", "system"),
+        ("platform", "machine"),
+    ):
         a = (recorded.get(section) or {}).get(key)
         b = (current.get(section) or {}).get(key)
         if a and a != b:

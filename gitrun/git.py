@@ -16,8 +16,8 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
 
 from .errors import GitError, NotAGitRepoError
 
@@ -56,8 +56,7 @@ def run_git(
             cwd=cwd,
             env=env if env is not None else git_env(),
             input=input,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
         )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH; install git and try again.") from None
@@ -235,11 +234,9 @@ class Repo:
 
     def write_tree(self, entries: Iterable[tuple[str, str, str]]) -> str:
         """entries: (mode, name, sha).  Sorted the way git sorts trees."""
-        raw = self.object_format == "sha256"
         parts = []
         for mode, name, sha in sorted(entries, key=_tree_sort_key):
             parts.append(f"{mode} {name}\0".encode() + bytes.fromhex(sha))
-        del raw
         return self.write_object("tree", b"".join(parts))
 
     def write_commit(

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from typing import Any
 
 from . import store
@@ -58,10 +59,19 @@ class Journal:
 
 
 def create(repo: Repo, header: dict[str, Any]) -> tuple[str, Journal]:
-    d = os.path.join(live_root(repo), header["run_id"])
-    os.makedirs(d, exist_ok=True)
-    j = Journal(os.path.join(d, JOURNAL))
+    """A new live run, made visible only once its journal is locked and has its header.
+
+    (Otherwise a concurrent recover() could take the lock of an empty journal between
+    its creation and the flock, and retire a run that is just starting.)
+    """
+    root = live_root(repo)
+    d = os.path.join(root, header["run_id"])
+    tmp = os.path.join(root, f".new-{header['run_id']}")
+    os.makedirs(tmp, exist_ok=True)
+    j = Journal(os.path.join(tmp, JOURNAL))
     j.write("H\t" + json.dumps(header, ensure_ascii=False) + "\n")
+    os.rename(tmp, d)
+    j.path = os.path.join(d, JOURNAL)
     return d, j
 
 
@@ -169,7 +179,7 @@ def retire(live_dir: str) -> None:
 def live_runs(repo: Repo) -> list[RunRecord]:
     """Runs in progress (their journals are locked by a living process)."""
     root = live_root(repo)
-    out = []
+    out: list[RunRecord] = []
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -195,6 +205,11 @@ def recover(repo: Repo, quiet: bool = False) -> list[RunRecord]:
         d = os.path.join(root, name)
         if name.startswith(".done-"):
             shutil.rmtree(d, ignore_errors=True)  # a retire() interrupted half-way
+            continue
+        if name.startswith("."):
+            # .new-*: a run being created right now, or whose creator died doing so
+            if time.time() - _mtime(d) > 3600:
+                shutil.rmtree(d, ignore_errors=True)
             continue
         path = os.path.join(d, JOURNAL)
         try:
@@ -232,6 +247,13 @@ def recover(repo: Repo, quiet: bool = False) -> list[RunRecord]:
         finally:
             os.close(fd)
     return recovered
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return time.time()
 
 
 def _already_committed(repo: Repo, rec: RunRecord) -> bool:

@@ -8,7 +8,8 @@ import json
 import math
 import shutil
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -49,7 +50,9 @@ def fmt_size(n: int) -> str:
     return f"{n} B"
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int | None = None) -> str:
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int | None = None
+) -> str:
     if not rows:
         return ""
     text = [[cell(v) for v in r] for r in rows]
@@ -64,15 +67,15 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int 
     def clip(v: str, w: int) -> str:
         return v if len(v) <= w else v[: w - 1] + "…"
 
-    numeric = [
-        all(_is_num(r[i]) for r in rows if r[i] is not None) for i in range(len(columns))
-    ]
+    numeric = [all(_is_num(r[i]) for r in rows if r[i] is not None) for i in range(len(columns))]
     lines = []
     for r in [list(columns)] + text:
         parts = []
         for i, v in enumerate(r):
             v = clip(v, widths[i])
-            parts.append(v.rjust(widths[i]) if numeric[i] and r is not columns else v.ljust(widths[i]))
+            parts.append(
+                v.rjust(widths[i]) if numeric[i] and r is not columns else v.ljust(widths[i])
+            )
         line = "  ".join(parts).rstrip()
         lines.append(line[:limit] if len(line) > limit else line)
     return "\n".join(lines)
@@ -91,7 +94,9 @@ def _jsonable(v: Any) -> Any:
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(
-            [{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows], indent=2, ensure_ascii=False
+            [{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows],
+            indent=2,
+            ensure_ascii=False,
         )
     if fmt == "csv":
         buf = io.StringIO()

@@ -26,7 +26,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import textfmt
 from .entities import Artifact, Metric, RunRecord
@@ -127,9 +128,13 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
             code=dict(meta.get("code") or {}),
         )
         if PARAMS_FILE in files:
-            rec.params = {str(k): str(v) for k, v in textfmt.load_map(files[PARAMS_FILE].decode()).items()}
+            rec.params = {
+                str(k): str(v) for k, v in textfmt.load_map(files[PARAMS_FILE].decode()).items()
+            }
         if TAGS_FILE in files:
-            rec.tags = {str(k): str(v) for k, v in textfmt.load_map(files[TAGS_FILE].decode()).items()}
+            rec.tags = {
+                str(k): str(v) for k, v in textfmt.load_map(files[TAGS_FILE].decode()).items()
+            }
         if METRICS_FILE in files:
             rec.metrics = {
                 str(k): float(v) for k, v in textfmt.load_map(files[METRICS_FILE].decode()).items()
@@ -366,9 +371,7 @@ def read_records(
                 f"The record of run {rid} on {RUNS_REF} has no {RUN_FILE}; it was damaged "
                 "or not written by gitrun."
             )
-        rec = parse_record(
-            {n: content[s] for n, s in names.items() if not n.startswith("@")}, rid
-        )
+        rec = parse_record({n: content[s] for n, s in names.items() if not n.startswith("@")}, rid)
         rec.run_id = rid
         rec.tree = run_trees[rid]
         rec.env_blob = names.get("@" + ENV_FILE)

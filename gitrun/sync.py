@@ -349,7 +349,7 @@ def push(
         args = ["push", "--porcelain", "-q" if quiet else "--progress", name]
         rc, out, err = _transport(repo, [*args, f"{store.RUNS_REF}:{store.RUNS_REF}"], quiet)
         status = _push_status(out)
-        if rc == 0 and status in ("ok", "up-to-date"):
+        if rc == 0:  # with -q, --porcelain prints no line for a successful ref
             total.sent = len(set(store.list_run_trees(repo, local)) - set(their_runs))
             total.attempts = attempt
             _set_tracking(repo, name, local)

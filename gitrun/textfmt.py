@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 # Words YAML 1.1 reads as booleans or null: such keys are quoted.

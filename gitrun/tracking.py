@@ -22,7 +22,8 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from . import journal
 from .entities import Experiment, Metric, Run, RunData, RunInfo, RunRecord
@@ -127,8 +128,7 @@ class LiveRun:
         text = str(value)
         if len(text) > MAX_PARAM_VALUE:
             print(
-                f"gitrun: param '{key}' is longer than {MAX_PARAM_VALUE} characters; "
-                "truncated.",
+                f"gitrun: param '{key}' is longer than {MAX_PARAM_VALUE} characters; truncated.",
                 file=sys.stderr,
             )
             text = text[:MAX_PARAM_VALUE]
@@ -151,7 +151,9 @@ class LiveRun:
         ts = int(time.time() * 1000) if timestamp is None else int(timestamp)
         st = 0 if step is None else int(step)
         if ts < 0:
-            raise InvalidInputError(f"Metric '{key}' has a negative timestamp {ts}; use ms since 1970.")
+            raise InvalidInputError(
+                f"Metric '{key}' has a negative timestamp {ts}; use ms since 1970."
+            )
         # One write(2) per point: on disk (OS) before the call returns.
         os.write(self.journal.fd, f"m\t{key}\t{v!r}\t{ts}\t{st}\n".encode())
 
@@ -159,8 +161,10 @@ class LiveRun:
         validate_key(key, "tag name")
         text = str(value)
         if len(text) > MAX_TAG_VALUE:
-            print(f"gitrun: tag '{key}' is longer than {MAX_TAG_VALUE} characters; truncated.",
-                  file=sys.stderr)
+            print(
+                f"gitrun: tag '{key}' is longer than {MAX_TAG_VALUE} characters; truncated.",
+                file=sys.stderr,
+            )
             text = text[:MAX_TAG_VALUE]
         self.journal.write(f"t\t{key}\t{json.dumps(text, ensure_ascii=False)}\n")
 
@@ -346,13 +350,12 @@ class ActiveRun(Run):
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         status = "FINISHED" if exc_type is None else "FAILED"
         if exc_type is KeyboardInterrupt:
             status = "KILLED"
         if self in _stack:
             end_run(status)
-        return False
 
 
 _stack: list[ActiveRun] = []
@@ -408,7 +411,9 @@ def _check_experiment_name(name: Any) -> str:
     return name
 
 
-def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+def set_experiment(
+    experiment_name: str | None = None, experiment_id: str | None = None
+) -> Experiment:
     global _experiment
     name = _check_experiment_name(experiment_name if experiment_name is not None else experiment_id)
     _experiment = name
@@ -490,7 +495,9 @@ def start_run(
             all_tags["mlflow.parentRunId"] = parent
         if description:
             all_tags["mlflow.note.content"] = description
-        live = new_run(repo, run_name=run_name, experiment=_experiment_name(experiment_id), tags=all_tags)
+        live = new_run(
+            repo, run_name=run_name, experiment=_experiment_name(experiment_id), tags=all_tags
+        )
     if run_id is None and tags and not live.owner:
         for k, v in tags.items():
             live.set_tag(k, v)
@@ -574,7 +581,9 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     return value
 
 
-def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
+def log_params(
+    params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
+) -> None:
     live = _live()
     for k, v in params.items():
         live.log_param(k, v)
@@ -627,7 +636,9 @@ def _dest(local_path: str, artifact_path: str | None) -> str:
     return f"{artifact_path.strip('/')}/{name}" if artifact_path else name
 
 
-def log_artifact(local_path: str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+def log_artifact(
+    local_path: str, artifact_path: str | None = None, run_id: str | None = None
+) -> None:
     if not os.path.exists(local_path):
         raise InvalidInputError(
             f"Artifact '{local_path}' does not exist; check the path (relative paths are "
@@ -639,16 +650,22 @@ def log_artifact(local_path: str, artifact_path: str | None = None, run_id: str 
     _live().log_artifact_file(local_path, _dest(local_path, artifact_path))
 
 
-def log_artifacts(local_dir: str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+def log_artifacts(
+    local_dir: str, artifact_path: str | None = None, run_id: str | None = None
+) -> None:
     if not os.path.isdir(local_dir):
-        raise InvalidInputError(f"Artifact directory '{local_dir}' does not exist or is not a directory.")
+        raise InvalidInputError(
+            f"Artifact directory '{local_dir}' does not exist or is not a directory."
+        )
     live = _live()
     for root, dirs, files in os.walk(local_dir):
         dirs.sort()
         for f in sorted(files):
             full = os.path.join(root, f)
             rel = os.path.relpath(full, local_dir).replace(os.sep, "/")
-            live.log_artifact_file(full, f"{artifact_path.strip('/')}/{rel}" if artifact_path else rel)
+            live.log_artifact_file(
+                full, f"{artifact_path.strip('/')}/{rel}" if artifact_path else rel
+            )
 
 
 def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
@@ -665,7 +682,9 @@ def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> 
     log_text(data, artifact_file)
 
 
-def log_figure(figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] | None = None) -> None:
+def log_figure(
+    figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] | None = None
+) -> None:
     buf = io.BytesIO()
     ext = os.path.splitext(artifact_file)[1].lstrip(".") or "png"
     if hasattr(figure, "savefig"):  # matplotlib

@@ -27,7 +27,11 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     for k, v in IDENTITY.items():
         monkeypatch.setenv(k, v)
     for k in list(os.environ):
-        if k.startswith(("GITRUN_", "MLFLOW_")) or k in ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE"):
+        if k.startswith(("GITRUN_", "MLFLOW_")) or k in (
+            "GIT_DIR",
+            "GIT_INDEX_FILE",
+            "GIT_WORK_TREE",
+        ):
             monkeypatch.delenv(k, raising=False)
     import gitrun.tracking as tracking
 

@@ -24,8 +24,9 @@ def test_16_processes_recording_at_once(repo):
     git(repo, "commit", "-qam", "ignore worker")
     (repo / "worker.py").write_text(WORKER)
     procs = [
-        subprocess.Popen([sys.executable, "worker.py", str(n), "3"], cwd=repo,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "worker.py", str(n), "3"], cwd=repo, stderr=subprocess.PIPE, text=True
+        )
         for n in range(16)
     ]
     for p in procs:

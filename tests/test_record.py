@@ -48,8 +48,22 @@ TRAIN = textwrap.dedent(
 def test_record_wraps_a_python_script(repo):
     (repo / "train.py").write_text(TRAIN)
     git(repo, "commit", "-qam", "script")
-    p = run_cli("record", "-n", "rf-baseline", "-e", "churn", "-p", "seed=1", "-t", "owner=me",
-                "--", sys.executable, "train.py", "8", cwd=repo)
+    p = run_cli(
+        "record",
+        "-n",
+        "rf-baseline",
+        "-e",
+        "churn",
+        "-p",
+        "seed=1",
+        "-t",
+        "owner=me",
+        "--",
+        sys.executable,
+        "train.py",
+        "8",
+        cwd=repo,
+    )
     assert p.returncode == 0, p.stderr
     assert "trained" in p.stdout
     assert "warning on stderr" in p.stderr
@@ -97,8 +111,18 @@ def test_params_file_metrics_file_and_artifacts(repo):
         "open('out/a.txt','w').write('a'); open('out/b.txt','w').write('b');"
         "json.dump({'acc': 0.8, 'nested': {'f1': 0.7}}, open('metrics.json','w'))"
     )
-    p = run_cli("record", "--metrics-file", "metrics.json", "-a", "out", "--",
-                sys.executable, "-c", script, cwd=repo)
+    p = run_cli(
+        "record",
+        "--metrics-file",
+        "metrics.json",
+        "-a",
+        "out",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        cwd=repo,
+    )
     assert p.returncode == 0, p.stderr
     rec = only_run(repo)
     assert rec.params == {"model.depth": "4", "model.kind": "rf", "lr": "0.1"}
@@ -140,7 +164,9 @@ def test_changed_param_in_script_fails_the_run(repo):
 
 
 def test_killed_by_signal_is_killed(repo):
-    script = "import os, signal, gitrun; gitrun.log_metric('m', 1); os.kill(os.getpid(), signal.SIGKILL)"
+    script = (
+        "import os, signal, gitrun; gitrun.log_metric('m', 1); os.kill(os.getpid(), signal.SIGKILL)"
+    )
     p = run_cli("record", "--", sys.executable, "-c", script, cwd=repo)
     assert p.returncode == 128 + signal.SIGKILL
     rec = only_run(repo)
@@ -157,7 +183,10 @@ def test_ctrl_c_reaches_child_and_run_is_killed(repo):
     (repo / "slow.py").write_text(script)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gitrun", "record", "--", sys.executable, "slow.py"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     assert proc.stdout.readline().strip() == "ready"
@@ -169,10 +198,26 @@ def test_ctrl_c_reaches_child_and_run_is_killed(repo):
 
 
 def test_running_runs_show_in_ls(repo):
-    (repo / "slow.py").write_text("import time, gitrun\ngitrun.log_metric('m', 1)\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    (repo / "slow.py").write_text(
+        "import time, gitrun\ngitrun.log_metric('m', 1)\n"
+        "print('ready', flush=True)\ntime.sleep(30)\n"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitrun", "record", "-n", "slowpoke", "--", sys.executable, "slow.py"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gitrun",
+            "record",
+            "-n",
+            "slowpoke",
+            "--",
+            sys.executable,
+            "slow.py",
+        ],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:

@@ -35,7 +35,10 @@ sys.stdin.readline()   # wait to be killed
 def start_trainer(repo):
     (repo / "trainer.py").write_text(TRAINER)
     proc = subprocess.Popen(
-        [sys.executable, "trainer.py"], cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        [sys.executable, "trainer.py"],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         text=True,
     )
     run_id = proc.stdout.readline().strip()
@@ -69,12 +72,17 @@ def test_kill_9_of_api_trainer_is_recorded_as_killed_with_every_metric(repo):
 
 def test_kill_9_of_the_record_wrapper_and_its_child(repo):
     (repo / "t.py").write_text(
-        "import sys, gitrun\ngitrun.log_metric('m', 5)\nprint('up', flush=True)\nsys.stdin.readline()\n"
+        "import sys, gitrun\ngitrun.log_metric('m', 5)\n"
+        "print('up', flush=True)\nsys.stdin.readline()\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "gitrun", "record", "--", sys.executable, "t.py"],
-        cwd=repo, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, start_new_session=True,
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout.readline().strip() == "up"
     os.killpg(proc.pid, signal.SIGKILL)

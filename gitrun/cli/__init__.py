@@ -26,7 +26,9 @@ class GitrunGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GitrunError as e:
-            err = click.ClickException(e.message) if e.exit_code != 2 else click.UsageError(e.message)
+            err = (
+                click.ClickException(e.message) if e.exit_code != 2 else click.UsageError(e.message)
+            )
             err.exit_code = e.exit_code
             raise err from None
 

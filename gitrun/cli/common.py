@@ -35,8 +35,8 @@ def key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def repo() -> Any:
-    from ..git import Repo
     from .. import journal
+    from ..git import Repo
 
     r = Repo.discover()
     journal.recover(r)

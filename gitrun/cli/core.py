@@ -17,12 +17,24 @@ from .common import format_option, key_values, quiet_option, repo
 @click.option("-e", "--experiment", help="Experiment name (default: Default).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Log a param.")
 @click.option("-t", "--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Set a tag.")
-@click.option("-a", "--artifact", "artifacts", multiple=True, metavar="PATH",
-              help="File or directory to keep as an artifact after the command ends.")
-@click.option("--params-file", metavar="FILE",
-              help="YAML/JSON file logged as flat params (default: params.yaml when present).")
-@click.option("--metrics-file", metavar="FILE",
-              help="JSON/YAML file the command writes; read as final metrics.")
+@click.option(
+    "-a",
+    "--artifact",
+    "artifacts",
+    multiple=True,
+    metavar="PATH",
+    help="File or directory to keep as an artifact after the command ends.",
+)
+@click.option(
+    "--params-file",
+    metavar="FILE",
+    help="YAML/JSON file logged as flat params (default: params.yaml when present).",
+)
+@click.option(
+    "--metrics-file",
+    metavar="FILE",
+    help="JSON/YAML file the command writes; read as final metrics.",
+)
 @quiet_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(name, experiment, params, tags, artifacts, params_file, metrics_file, quiet, command):
@@ -59,8 +71,14 @@ def _ls_rows(recs, metric_cols):
     rows = []
     for r in recs:
         rows.append(
-            [r.run_id[:8], r.run_name, r.experiment, r.status, fmt_time(r.start_time),
-             fmt_duration(r.start_time, r.end_time)]
+            [
+                r.run_id[:8],
+                r.run_name,
+                r.experiment,
+                r.status,
+                fmt_time(r.start_time),
+                fmt_duration(r.start_time, r.end_time),
+            ]
             + [r.metrics.get(m) for m in metric_cols]
         )
     return rows
@@ -81,8 +99,11 @@ def ls_cmd(experiments, max_results, show_all, fmt):
     from ..query import api
 
     r = repo()
-    recs = api.list_runs(r, experiments=list(experiments) or None,
-                         max_results=None if show_all or max_results == 0 else max_results)
+    recs = api.list_runs(
+        r,
+        experiments=list(experiments) or None,
+        max_results=None if show_all or max_results == 0 else max_results,
+    )
     metric_cols: list[str] = []
     for rec in recs:
         for k in rec.metrics:
@@ -93,8 +114,11 @@ def ls_cmd(experiments, max_results, show_all, fmt):
 
     if fmt != "table":
         cols = ["run_id", "run_name", "experiment", "status", "start_time", "end_time"]
-        rows = [[x.run_id, x.run_name, x.experiment, x.status, x.start_time, x.end_time]
-                + [x.metrics.get(m) for m in metric_cols] for x in recs]
+        rows = [
+            [x.run_id, x.run_name, x.experiment, x.status, x.start_time, x.end_time]
+            + [x.metrics.get(m) for m in metric_cols]
+            for x in recs
+        ]
         click.echo(render(cols + [f"metrics.{m}" for m in metric_cols], rows, fmt))
         return
     if not recs:
@@ -132,7 +156,8 @@ def show(run, fmt):
     out.append(f"experiment  {rec.experiment}")
     status = rec.status + (f" (exit {rec.exit_code})" if rec.exit_code is not None else "")
     out.append(f"status      {status}")
-    out.append(f"started     {fmt_time(rec.start_time)}   duration {fmt_duration(rec.start_time, rec.end_time)}")
+    duration = fmt_duration(rec.start_time, rec.end_time)
+    out.append(f"started     {fmt_time(rec.start_time)}   duration {duration}")
     out.append(f"user        {rec.user}@{rec.host}")
     if rec.command:
         import shlex
@@ -149,7 +174,8 @@ def show(run, fmt):
             line += f"  (clean, on {where})"
         out.append(line)
         for big in code.get("large_untracked") or []:
-            out.append(f"            not captured: {big['path']} ({fmt_size(big['size'])}, sha256 {big['sha256'][:12]})")
+            size = fmt_size(big["size"])
+            out.append(f"            not captured: {big['path']} ({size}, sha256 {big['sha256'][:12]})")
     out.append("params" + ("" if rec.params else "      (none)"))
     out += yaml_block(rec.params)
     out.append("metrics" + ("" if rec.metrics else "     (none)"))
@@ -173,8 +199,10 @@ def show(run, fmt):
     if env:
         py = env.get("python", {})
         pl = env.get("platform", {})
-        out.append(f"env         Python {py.get('version')} ({py.get('implementation')}), "
-                   f"{pl.get('system')} {pl.get('machine')}, {len(env.get('packages') or {})} packages")
+        out.append(
+            f"env         Python {py.get('version')} ({py.get('implementation')}), "
+            f"{pl.get('system')} {pl.get('machine')}, {len(env.get('packages') or {})} packages"
+        )
     if rec.output_blob:
         out.append(f"output      git show {rec.output_blob[:12]}   (output.log)")
     click.echo("\n".join(out))
@@ -197,8 +225,14 @@ def _record_json(rec):
         "params": rec.params,
         "metrics": {k: (None if math.isnan(v) else v) for k, v in rec.metrics.items()},
         "metric_history": {
-            k: [{"step": m.step, "timestamp": m.timestamp, "value": None if math.isnan(m.value) else m.value}
-                for m in pts]
+            k: [
+                {
+                    "step": m.step,
+                    "timestamp": m.timestamp,
+                    "value": None if math.isnan(m.value) else m.value,
+                }
+                for m in pts
+            ]
             for k, pts in rec.history.items()
         },
         "tags": rec.tags,

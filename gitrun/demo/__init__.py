@@ -42,25 +42,43 @@ class Demo:
         if not self.quiet:
             print(f"$ {shown}", flush=True)
         out = subprocess.DEVNULL if self.quiet else None
-        rc = subprocess.run(argv, cwd=cwd or self.root, env=self.env, stdout=out, stderr=out).returncode
+        rc = subprocess.run(
+            argv, cwd=cwd or self.root, env=self.env, stdout=out, stderr=out
+        ).returncode
         if rc not in ok:
             raise SystemExit(f"gitrun demo: `{shown}` exited with {rc}; stopping the demo.")
         return rc
 
     def best_run_id(self) -> str:
         out = subprocess.run(
-            [sys.executable, "-m", "gitrun", "search", "--order-by", "metrics.f1_score DESC",
-             "--max-results", "1", "--columns", "run_id", "--format", "csv", "-e", "demo"],
-            cwd=self.root, env=self.env, capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "gitrun",
+                "search",
+                "--order-by",
+                "metrics.f1_score DESC",
+                "--max-results",
+                "1",
+                "--columns",
+                "run_id",
+                "--format",
+                "csv",
+                "-e",
+                "demo",
+            ],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         return out[1]
 
 
 def run_demo(directory: str | None, quiet: bool = False) -> int:
     root = os.path.abspath(directory) if directory else tempfile.mkdtemp(prefix="gitrun-demo-")
-    if os.path.exists(os.path.join(root, ".git")) or (
-        os.path.isdir(root) and os.listdir(root)
-    ):
+    if os.path.exists(os.path.join(root, ".git")) or (os.path.isdir(root) and os.listdir(root)):
         raise SystemExit(
             f"gitrun demo: {root} is not empty; give a new or empty directory for the demo."
         )
@@ -77,14 +95,40 @@ def run_demo(directory: str | None, quiet: bool = False) -> int:
 
     d.say("Record a few runs: each is a commit on refs/gitrun/runs; the branch is untouched")
     for lr, l2 in (("0.01", "0.0"), ("0.1", "0.0"), ("0.5", "0.01")):
-        d.run("gitrun", "record", "-n", f"lr-{lr}", "-e", "demo", "--",
-              sys.executable, "train.py", "--lr", lr, "--l2", l2)
+        d.run(
+            "gitrun",
+            "record",
+            "-n",
+            f"lr-{lr}",
+            "-e",
+            "demo",
+            "--",
+            sys.executable,
+            "train.py",
+            "--lr",
+            lr,
+            "--l2",
+            l2,
+        )
 
     d.say("An uncommitted edit: gitrun snapshots the exact work tree, the branch stays as it is")
     with open(os.path.join(root, "train.py"), "a") as f:
         f.write("# tried more epochs\n")
-    d.run("gitrun", "record", "-n", "lr-0.3-long", "-e", "demo", "--",
-          sys.executable, "train.py", "--lr", "0.3", "--epochs", "60")
+    d.run(
+        "gitrun",
+        "record",
+        "-n",
+        "lr-0.3-long",
+        "-e",
+        "demo",
+        "--",
+        sys.executable,
+        "train.py",
+        "--lr",
+        "0.3",
+        "--epochs",
+        "60",
+    )
     d.run("git", "status", "--short")
 
     d.say("What was run")
@@ -93,8 +137,13 @@ def run_demo(directory: str | None, quiet: bool = False) -> int:
     d.run("git", "log", "--oneline", "--first-parent", "refs/gitrun/runs")
 
     d.say("Search history by metric (MLflow's filter syntax, plus OR and min/max)")
-    d.run("gitrun", "search", "metrics.f1_score > 0.5 and params.lr >= 0.1",
-          "--order-by", "metrics.f1_score DESC")
+    d.run(
+        "gitrun",
+        "search",
+        "metrics.f1_score > 0.5 and params.lr >= 0.1",
+        "--order-by",
+        "metrics.f1_score DESC",
+    )
     best = d.best_run_id()
 
     d.say("Check the best run out into its own worktree; this work tree is not touched")

@@ -43,12 +43,14 @@ with gitrun.start_run():
     precision = tp / max(float(np.sum(pred)), 1.0)
     recall = tp / max(float(np.sum(y_test == 1)), 1.0)
     f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    gitrun.log_metrics({
-        "accuracy": float(np.mean(pred == (y_test == 1))),
-        "precision": precision,
-        "recall": recall,
-        "f1_score": f1,
-    })
+    gitrun.log_metrics(
+        {
+            "accuracy": float(np.mean(pred == (y_test == 1))),
+            "precision": precision,
+            "recall": recall,
+            "f1_score": f1,
+        }
+    )
     np.save("model.npy", np.append(w, b))
     gitrun.log_artifact("model.npy")
     with open("report.json", "w") as f:
