@@ -39,3 +39,27 @@ def experiment_names(repo: Repo) -> list[str]:
     from .index import experiment_names as names_of_experiments
 
     return names_of_experiments(repo)
+
+
+class ViewType:
+    """Which runs a search sees, by lifecycle stage (MLflow's ViewType)."""
+
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+    @classmethod
+    def from_string(cls, view_str: str) -> int:
+        names = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
+        key = str(view_str).strip().upper()
+        if key not in names:
+            from ..errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"Unknown run view type {view_str!r}; use ACTIVE_ONLY, DELETED_ONLY or ALL."
+            )
+        return names[key]
+
+    @classmethod
+    def to_string(cls, view_type: int) -> str:
+        return {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}[view_type]

@@ -1,15 +1,175 @@
-"""Search entry points (to be replaced by the indexed query engine)."""
+"""search_runs with MLflow's semantics, and list_runs for `gitrun ls`."""
 
 from __future__ import annotations
 
-from ..entities import RunRecord
+import warnings
+from typing import Any
+
+from ..entities import Run, RunRecord
+from ..errors import InvalidInputError
 from ..git import Repo
-from . import all_records
+from . import ViewType
+from .index import Row, search
+
+INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
+_LIFECYCLES = {
+    ViewType.ACTIVE_ONLY: ("active",),
+    ViewType.DELETED_ONLY: ("deleted",),
+    ViewType.ALL: None,
+}
+
+
+def lifecycles(run_view_type: Any) -> tuple[str, ...] | None:
+    if run_view_type is None:
+        return _LIFECYCLES[ViewType.ACTIVE_ONLY]
+    if isinstance(run_view_type, str):
+        run_view_type = ViewType.from_string(run_view_type)
+    if run_view_type not in _LIFECYCLES:
+        raise InvalidInputError(
+            f"Unknown run_view_type {run_view_type!r}; use ViewType.ACTIVE_ONLY (1), "
+            "DELETED_ONLY (2) or ALL (3)."
+        )
+    return _LIFECYCLES[run_view_type]
+
+
+def resolve_experiments(
+    repo: Repo,
+    experiment_ids: list[str] | None,
+    experiment_names: list[str] | None,
+    search_all_experiments: bool,
+) -> list[str] | None:
+    """Experiment names to search (None: all); experiments are named, the id is the name."""
+    from .. import tracking
+    from .index import experiment_names as known_experiments
+
+    if isinstance(experiment_ids, str):
+        experiment_ids = [experiment_ids]
+    if isinstance(experiment_names, str):
+        experiment_names = [experiment_names]
+    if experiment_ids and experiment_names:
+        raise InvalidInputError(
+            "Pass either experiment_ids or experiment_names to search_runs, not both."
+        )
+    if experiment_ids:
+        return [str(e) for e in experiment_ids]
+    if experiment_names:
+        known = set(known_experiments(repo))
+        out = []
+        for name in experiment_names:
+            if name in known:
+                out.append(name)
+            else:
+                warnings.warn(
+                    f"Cannot find experiment with name '{name}'; it is left out of the search.",
+                    stacklevel=3,
+                )
+        return out
+    if search_all_experiments:
+        return None
+    return [tracking._experiment_name()]
+
+
+def to_run(row: Row) -> Run:
+    return row.to_record().to_run()
+
+
+def frame_columns(rows: list[Row]) -> tuple[list[str], list[list[Any]]]:
+    """MLflow's DataFrame layout as plain lists (times stay epoch milliseconds).
+
+    Columns: the six info columns, then metrics.*, params.*, tags.*, each group in order
+    of first appearance (a run's own keys sorted).  Zero runs: only the six columns.
+    """
+    metric_keys: dict[str, None] = {}
+    param_keys: dict[str, None] = {}
+    tag_keys: dict[str, None] = {}
+    for r in rows:
+        metric_keys.update(dict.fromkeys(r.metrics))
+        param_keys.update(dict.fromkeys(r.params))
+        tag_keys.update(dict.fromkeys(r.tags))
+    columns = list(INFO_COLUMNS)
+    columns += ["metrics." + k for k in metric_keys]
+    columns += ["params." + k for k in param_keys]
+    columns += ["tags." + k for k in tag_keys]
+    nan = float("nan")
+    data = []
+    for r in rows:
+        data.append(
+            [r.run_id, r.experiment, r.status, r.artifact_uri, r.start_time, r.end_time]
+            + [r.metrics.get(k, nan) for k in metric_keys]
+            + [r.params.get(k) for k in param_keys]
+            + [r.tags.get(k) for k in tag_keys]
+        )
+    return columns, data
+
+
+def to_dataframe(rows: list[Row]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    columns, data = frame_columns(rows)
+    n_metrics = sum(1 for c in columns if c.startswith("metrics."))
+    cols: dict[str, Any] = {}
+    for i, name in enumerate(columns):
+        values = [d[i] for d in data]
+        if name in ("start_time", "end_time"):
+            ms = np.array([np.nan if v is None else v for v in values], dtype="float64")
+            s = pd.to_datetime(ms, unit="ms", utc=True)
+            cols[name] = pd.Series(s, dtype="datetime64[ns, UTC]")
+        elif 6 <= i < 6 + n_metrics:
+            cols[name] = pd.Series(values, dtype="float64")
+        else:
+            cols[name] = pd.Series(values, dtype="object")
+    return pd.DataFrame(cols, columns=columns)
+
+
+def search_runs(
+    experiment_ids: list[str] | None = None,
+    filter_string: str = "",
+    run_view_type: Any = None,
+    max_results: int = 100000,
+    order_by: list[str] | None = None,
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: list[str] | None = None,
+) -> Any:
+    """Search runs like `mlflow.search_runs`; a DataFrame (default) or a list of Run."""
+    from .. import journal
+
+    if output_format not in ("pandas", "list"):
+        raise ValueError(
+            f"Unsupported output format: {output_format}. Supported string values are "
+            "'pandas' or 'list'"
+        )
+    repo = Repo.discover()
+    journal.recover(repo, quiet=True)
+    experiments = resolve_experiments(
+        repo, experiment_ids, experiment_names, search_all_experiments
+    )
+    if experiments == []:
+        rows: list[Row] = []
+    else:
+        rows = search(
+            repo,
+            filter_string,
+            order_by=list(order_by or []),
+            experiments=experiments,
+            lifecycles=lifecycles(run_view_type),
+            max_results=max_results,
+        )
+    if output_format == "list":
+        return [to_run(r) for r in rows]
+    return to_dataframe(rows)
 
 
 def list_runs(
     repo: Repo, experiments: list[str] | None = None, max_results: int | None = 20
 ) -> list[RunRecord]:
-    recs = [r for r in all_records(repo).values() if not experiments or r.experiment in experiments]
-    recs.sort(key=lambda r: (-(r.start_time or 0), r.run_id))
-    return recs[:max_results] if max_results else recs
+    """Runs of every lifecycle stage, latest first (what `gitrun ls` shows)."""
+    rows = search(
+        repo,
+        "",
+        experiments=experiments or None,
+        lifecycles=None,
+        max_results=max_results or None,
+    )
+    return [r.to_record() for r in rows]

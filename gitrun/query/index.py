@@ -1,0 +1,576 @@
+"""The query index: a SQLite cache of refs/gitrun/runs at .git/gitrun/index.sqlite.
+
+History is the truth; this file only saves re-reading it.  It remembers the ref tip it
+was built from and the tree id of every bucket (runs/<2 hex>/) and run directory, so when
+the ref moves only the buckets and runs whose tree ids changed are read again (one
+`git cat-file --batch` stream).  When the tip did not move, a query spawns no git process.
+A missing, corrupt or other-schema index is rebuilt silently in a temp file and renamed
+into place, so concurrent processes never see half an index; updates run in one
+`BEGIN IMMEDIATE` transaction, so two processes updating at once take turns.
+
+The index-free path builds the very same schema in `:memory:` from history, and both
+answer through the same SQL (`compile_query`).  Runs in progress (journals) are added to
+the connection inside a transaction that is rolled back: they are never cached.
+
+SQL text is made only from the fixed table and column names below; every key and value
+from a filter is a `?` parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import journal, store
+from ..entities import RunRecord
+from ..git import TREE_MODE, Repo
+from . import filter as F
+
+SCHEMA_VERSION = 1
+INDEX_FILE = "index.sqlite"
+INDEX_FILES = (store.RUN_FILE, store.PARAMS_FILE, store.TAGS_FILE, store.METRICS_FILE,
+               store.HISTORY_FILE)
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE buckets(bucket TEXT PRIMARY KEY, tree TEXT NOT NULL);
+CREATE TABLE runs(
+    rid INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    tree TEXT,
+    run_name TEXT,
+    experiment TEXT,
+    status TEXT,
+    lifecycle TEXT,
+    artifact_uri TEXT,
+    user_id TEXT,
+    start_time INTEGER,
+    end_time INTEGER
+);
+CREATE INDEX runs_order ON runs(start_time DESC, run_id);
+CREATE TABLE metrics(
+    rid INTEGER NOT NULL, key TEXT NOT NULL,
+    value REAL, is_nan INTEGER NOT NULL,   -- SQLite stores NaN as NULL: keep the flag
+    vmin REAL, vmax REAL,                  -- over the whole history, NaN points left out
+    PRIMARY KEY(rid, key)) WITHOUT ROWID;
+CREATE INDEX metrics_key ON metrics(key, value);
+CREATE TABLE params(
+    rid INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    num REAL,                              -- the value as a number, when it is one
+    PRIMARY KEY(rid, key)) WITHOUT ROWID;
+CREATE INDEX params_key ON params(key, value);
+CREATE TABLE tags(
+    rid INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num REAL,
+    PRIMARY KEY(rid, key)) WITHOUT ROWID;
+CREATE INDEX tags_key ON tags(key, value);
+"""
+
+_NUM = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+_CHUNK = 900  # stay under SQLite's bound-variable limit on old builds
+
+
+# ---------------------------------------------------------------------------
+# building and updating
+# ---------------------------------------------------------------------------
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    conn.executemany(
+        "INSERT INTO meta(key, value) VALUES (?, ?)",
+        [("schema", str(SCHEMA_VERSION)), ("format", str(store.FORMAT_VERSION)), ("tip", "")],
+    )
+
+
+def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _num(v: str) -> float | None:
+    if _NUM.match(v):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    return None
+
+
+def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False) -> None:
+    if not recs:
+        return
+    run_rows = [
+        (r.run_id, None if live else r.tree, r.run_name, r.experiment, r.status,
+         r.lifecycle_stage, r.artifact_uri, r.user, r.start_time, r.end_time)
+        for r in recs
+    ]
+    conn.executemany(
+        "INSERT INTO runs(run_id, tree, run_name, experiment, status, lifecycle, artifact_uri,"
+        " user_id, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        run_rows,
+    )
+    rids: dict[str, int] = {}
+    ids = [r.run_id for r in recs]
+    for i in range(0, len(ids), _CHUNK):
+        part = ids[i : i + _CHUNK]
+        q = f"SELECT run_id, rid FROM runs WHERE run_id IN ({','.join('?' * len(part))})"
+        rids.update(conn.execute(q, part).fetchall())
+    m_rows, p_rows, t_rows = [], [], []
+    for r in recs:
+        rid = rids[r.run_id]
+        metrics = r.metrics or r.latest_metrics()
+        for k, v in metrics.items():
+            pts = [p.value for p in r.history.get(k, ()) if not math.isnan(p.value)]
+            if not r.history.get(k) and not math.isnan(v):
+                pts = [v]
+            nan = math.isnan(v)
+            m_rows.append((rid, k, None if nan else v, 1 if nan else 0,
+                           min(pts) if pts else None, max(pts) if pts else None))
+        p_rows.extend((rid, k, v, _num(v)) for k, v in r.params.items())
+        t_rows.extend((rid, k, v, _num(v)) for k, v in r.tags.items())
+    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", m_rows)
+    conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", p_rows)
+    conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)", t_rows)
+
+
+def _delete(conn: sqlite3.Connection, rids: list[int]) -> None:
+    for i in range(0, len(rids), _CHUNK):
+        part = rids[i : i + _CHUNK]
+        marks = ",".join("?" * len(part))
+        for table in ("metrics", "params", "tags", "runs"):
+            conn.execute(f"DELETE FROM {table} WHERE rid IN ({marks})", part)
+
+
+def _bucket_trees(repo: Repo, tip: str | None) -> dict[str, str]:
+    if not tip:
+        return {}
+    top = {name: (mode, sha) for mode, name, sha in repo.read_tree(store.tip_tree(repo, tip) or "")}
+    store.check_format(repo, top)
+    runs = top.get(store.RUNS_DIR)
+    if not runs:
+        return {}
+    return {b: sha for mode, b, sha in repo.read_tree(runs[1]) if mode == TREE_MODE}
+
+
+def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
+    """Bring the tables to `tip`, reading only buckets and runs whose tree ids changed."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _meta(conn, "tip") == (tip or ""):
+            conn.execute("COMMIT")  # another process got there first
+            return
+        new = _bucket_trees(repo, tip)
+        old = dict(conn.execute("SELECT bucket, tree FROM buckets").fetchall())
+        gone: list[int] = []
+        wanted: dict[str, str] = {}
+        for b in set(old) | set(new):
+            if old.get(b) == new.get(b):
+                continue
+            have = {
+                run_id: (rid, tree)
+                for rid, run_id, tree in conn.execute(
+                    "SELECT rid, run_id, tree FROM runs WHERE substr(run_id, 1, 2) = ?", (b,)
+                )
+            }
+            now = {}
+            if b in new:
+                now = {rid: t for mode, rid, t in repo.read_tree(new[b]) if mode == TREE_MODE}
+            for run_id, (rid, tree) in have.items():
+                if now.get(run_id) != tree:
+                    gone.append(rid)
+            for run_id, tree in now.items():
+                if have.get(run_id, (0, None))[1] != tree:
+                    wanted[run_id] = tree
+        _delete(conn, gone)
+        recs = store.read_records(repo, wanted, INDEX_FILES) if wanted else {}
+        _insert(conn, list(recs.values()))
+        conn.execute("DELETE FROM buckets")
+        conn.executemany("INSERT INTO buckets VALUES (?, ?)", sorted(new.items()))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'tip'", (tip or "",))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _valid(conn: sqlite3.Connection) -> bool:
+    try:
+        return _meta(conn, "schema") == str(SCHEMA_VERSION) and _meta(conn, "format") == str(
+            store.FORMAT_VERSION
+        )
+    except sqlite3.DatabaseError:
+        return False
+
+
+def index_path(repo: Repo) -> str:
+    return os.path.join(repo.gitrun_dir, INDEX_FILE)
+
+
+def _rebuild(repo: Repo, path: str, tip: str | None) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}-{id(repo)}"
+    for p in (tmp, tmp + "-journal"):
+        if os.path.exists(p):
+            os.unlink(p)
+    conn = _connect(tmp)
+    try:
+        _create(conn)
+        _sync(conn, repo, tip)
+    finally:
+        conn.close()
+    os.replace(tmp, path)
+
+
+def open_index(repo: Repo, use_index: bool = True) -> sqlite3.Connection:
+    """A connection whose tables answer for the current tip of the runs ref."""
+    tip = repo.read_ref(store.RUNS_REF)
+    if not use_index:
+        conn = _connect(":memory:")
+        _create(conn)
+        _sync(conn, repo, tip)
+        return conn
+    path = index_path(repo)
+    for attempt in range(2):
+        if os.path.exists(path):
+            conn = _connect(path)
+            try:
+                if _valid(conn):
+                    if _meta(conn, "tip") != (tip or ""):
+                        _sync(conn, repo, tip)
+                    return conn
+            except sqlite3.DatabaseError:
+                if attempt:
+                    raise
+            conn.close()
+        _rebuild(repo, path, tip)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def session(repo: Repo, use_index: bool = True) -> Iterator[sqlite3.Connection]:
+    """The index plus runs in progress; the live rows are rolled back at the end."""
+    conn = open_index(repo, use_index)
+    live = journal.live_runs(repo)
+    try:
+        if live:
+            conn.execute("BEGIN IMMEDIATE" if use_index else "BEGIN")
+            ids = [r.run_id for r in live]
+            marks = ",".join("?" * len(ids))
+            old = [row[0] for row in conn.execute(
+                f"SELECT rid FROM runs WHERE run_id IN ({marks})", ids)]
+            _delete(conn, old)
+            _insert(conn, live, live=True)
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# compiling filters and order_by to SQL
+# ---------------------------------------------------------------------------
+# The only names that ever appear in SQL text.
+_KIND_TABLE = {F.METRIC: "metrics", F.PARAM: "params", F.TAG: "tags"}
+_ATTR_COLUMN = {
+    "run_id": "run_id",
+    "run_name": "run_name",
+    "status": "status",
+    "artifact_uri": "artifact_uri",
+    "user_id": "user_id",
+    "start_time": "start_time",
+    "end_time": "end_time",
+    "experiment_id": "experiment",
+}
+_SQL_OP = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+def like_to_glob(pattern: str) -> str:
+    """SQL LIKE (case-sensitive, % and _) as a SQLite GLOB pattern."""
+    out = []
+    for c in pattern:
+        if c == "%":
+            out.append("*")
+        elif c == "_":
+            out.append("?")
+        elif c in "*?[":
+            out.append(f"[{c}]")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+@dataclass
+class _Compiler:
+    conn: sqlite3.Connection
+    params: list[Any] = field(default_factory=list)
+    _metric_cols: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def metric(self, key: str) -> tuple[str, str]:
+        """(stored key, column): `loss.min` is the metric of that name when one exists,
+        else the minimum of `loss` over its history."""
+        if key not in self._metric_cols:
+            col = "value"
+            stored = key
+            base, dot, agg = key.rpartition(".")
+            if dot and agg in ("min", "max"):
+                row = self.conn.execute(
+                    "SELECT 1 FROM metrics WHERE key = ? LIMIT 1", (key,)
+                ).fetchone()
+                if row is None:
+                    stored, col = base, "v" + agg
+            self._metric_cols[key] = (stored, col)
+        return self._metric_cols[key]
+
+    def string_test(self, col: str, op: str, value: Any) -> str:
+        if op in ("IN", "NOT IN"):
+            strs = [v for v in value if isinstance(v, str)]
+            nums = [v for v in value if isinstance(v, float)]
+            parts = []
+            if strs:
+                parts.append(f"{col} IN ({','.join('?' * len(strs))})")
+                self.params.extend(strs)
+            if nums:  # param IN (1, 2): numeric values compare as numbers
+                num_col = col.rsplit(".", 1)[0] + ".num"
+                parts.append(f"{num_col} IN ({','.join('?' * len(nums))})")
+                self.params.extend(nums)
+            test = "(" + " OR ".join(parts) + ")"
+            return f"NOT {test}" if op == "NOT IN" else test
+        if op in ("LIKE", "NOT LIKE"):
+            self.params.append(like_to_glob(value))
+            return f"{'NOT ' if op == 'NOT LIKE' else ''}{col} GLOB ?"
+        if op in ("ILIKE", "NOT ILIKE"):
+            self.params.append(value.lower())
+            return f"{'NOT ' if op == 'NOT ILIKE' else ''}lower({col}) LIKE ?"
+        self.params.append(value)
+        return f"{col} {_SQL_OP[op]} ?"
+
+    def node(self, n: F.Node) -> str:
+        if isinstance(n, F.And):
+            return "(" + " AND ".join(self.node(i) for i in n.items) + ")"
+        if isinstance(n, F.Or):
+            return "(" + " OR ".join(self.node(i) for i in n.items) + ")"
+        if isinstance(n, F.Not):
+            return f"(NOT {self.node(n.item)})"
+        return self.compare(n)
+
+    def compare(self, c: F.Compare) -> str:
+        kind, key, op, value = c.ident.kind, c.ident.key, c.op, c.value
+        if kind == F.DATASET:
+            return "0"  # gitrun records no datasets: a run lacking the key never matches
+        if kind == F.ATTR:
+            col = "r." + _ATTR_COLUMN[key]
+            if key in F.NUMERIC_ATTRS:
+                assert isinstance(value, float)
+                if math.isnan(value):
+                    return f"({col} IS NOT NULL)" if op == "!=" else "0"
+                self.params.append(value)
+                return f"({col} IS NOT NULL AND {col} {_SQL_OP[op]} ?)"
+            return f"({col} IS NOT NULL AND {self.string_test(col, op, value)})"
+        if kind == F.METRIC:
+            stored, col = self.metric(key)
+            nan = "m.is_nan = 1" if col == "value" else f"m.{col} IS NULL"
+            self.params.append(stored)
+            assert isinstance(value, float)
+            if math.isnan(value):
+                test = "1" if op == "!=" else "0"
+            elif op == "!=":
+                test = f"({nan} OR m.{col} != ?)"
+                self.params.append(value)
+            else:
+                test = f"(NOT ({nan}) AND m.{col} {_SQL_OP[op]} ?)"
+                self.params.append(value)
+            return f"EXISTS (SELECT 1 FROM metrics m WHERE m.rid = r.rid AND m.key = ? AND {test})"
+        table = _KIND_TABLE[kind]
+        self.params.append(key)
+        if isinstance(value, float):
+            if math.isnan(value):
+                test = "x.num IS NOT NULL" if op == "!=" else "0"
+            else:
+                test = f"x.num IS NOT NULL AND x.num {_SQL_OP[op]} ?"
+                self.params.append(value)
+        else:
+            test = self.string_test("x.value", op, value)
+        return f"EXISTS (SELECT 1 FROM {table} x WHERE x.rid = r.rid AND x.key = ? AND {test})"
+
+    def all_numeric(self, table: str, key: str) -> bool:
+        row = self.conn.execute(
+            f"SELECT count(*), count(num) FROM {table} WHERE key = ?", (key,)
+        ).fetchone()
+        return bool(row[0]) and row[0] == row[1]
+
+
+def compile_query(
+    conn: sqlite3.Connection,
+    node: F.Node | None,
+    order: list[F.OrderItem],
+    experiments: list[str] | None,
+    lifecycles: tuple[str, ...] | None,
+    max_results: int | None,
+) -> tuple[str, list[Any]]:
+    """SELECT r.rid ... for a parsed filter; returns (sql, parameters)."""
+    comp = _Compiler(conn)
+    joins: list[str] = []
+    order_sql: list[str] = []
+    for i, item in enumerate(order):
+        alias = f"o{i}"
+        direction = "ASC" if item.ascending else "DESC"
+        kind, key = item.ident.kind, item.ident.key
+        if kind == F.ATTR:
+            col = "r." + _ATTR_COLUMN[key]
+            order_sql += [f"({col} IS NULL)", f"{col} {direction}"]
+            continue
+        table = _KIND_TABLE[kind]
+        if kind == F.METRIC:
+            stored, col = comp.metric(key)
+            nan = f"{alias}.is_nan = 1" if col == "value" else f"{alias}.{col} IS NULL"
+            rank = f"CASE WHEN {alias}.rid IS NULL THEN 2 WHEN {nan} THEN 1 ELSE 0 END"
+        else:
+            stored = key
+            col = "num" if comp.all_numeric(table, key) else "value"
+            rank = f"CASE WHEN {alias}.rid IS NULL THEN 2 ELSE 0 END"
+        joins.append(f"LEFT JOIN {table} {alias} ON {alias}.rid = r.rid AND {alias}.key = ?")
+        comp.params.append(stored)
+        order_sql += [rank, f"{alias}.{col} {direction}"]
+    join_params = list(comp.params)
+    comp.params = []
+    where: list[str] = []
+    if experiments is not None:
+        where.append(f"r.experiment IN ({','.join('?' * len(experiments))})")
+        comp.params.extend(experiments)
+    if lifecycles is not None:
+        where.append(f"r.lifecycle IN ({','.join('?' * len(lifecycles))})")
+        comp.params.extend(lifecycles)
+    if node is not None:
+        where.append(comp.node(node))
+    order_sql += ["(r.start_time IS NULL)", "r.start_time DESC", "r.run_id ASC"]
+    sql = "SELECT r.rid FROM runs r " + " ".join(joins)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY " + ", ".join(order_sql)
+    params = join_params + comp.params
+    if max_results is not None:
+        sql += " LIMIT ?"
+        params.append(int(max_results))
+    return sql, params
+
+
+# ---------------------------------------------------------------------------
+# reading rows back
+# ---------------------------------------------------------------------------
+@dataclass
+class Row:
+    run_id: str
+    run_name: str
+    experiment: str
+    status: str
+    lifecycle_stage: str
+    artifact_uri: str
+    user_id: str
+    start_time: int | None
+    end_time: int | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metric_min: dict[str, float] = field(default_factory=dict)
+    metric_max: dict[str, float] = field(default_factory=dict)
+
+    def metric(self, key: str) -> float | None:
+        """A metric's latest value, or `<key>.min` / `<key>.max` over its history."""
+        if key in self.metrics:
+            return self.metrics[key]
+        base, dot, agg = key.rpartition(".")
+        if dot and agg in ("min", "max") and base in self.metrics:
+            return (self.metric_min if agg == "min" else self.metric_max).get(base, math.nan)
+        return None
+
+    def to_record(self) -> RunRecord:
+        return RunRecord(
+            run_id=self.run_id, run_name=self.run_name, experiment=self.experiment,
+            status=self.status, lifecycle_stage=self.lifecycle_stage,
+            start_time=self.start_time, end_time=self.end_time, user=self.user_id,
+            params=self.params, tags=self.tags, metrics=self.metrics,
+        )
+
+
+def _rows_where(conn: sqlite3.Connection, sql: str, rids: list[int], total: int) -> Iterator[Any]:
+    """`sql` + a rid filter; everything at once when most runs are wanted."""
+    if len(rids) * 2 > total:
+        wanted = set(rids)
+        for row in conn.execute(sql):
+            if row[0] in wanted:
+                yield row
+        return
+    for i in range(0, len(rids), _CHUNK):
+        part = rids[i : i + _CHUNK]
+        yield from conn.execute(f"{sql} WHERE rid IN ({','.join('?' * len(part))})", part)
+
+
+def fetch(conn: sqlite3.Connection, rids: list[int]) -> list[Row]:
+    """Full rows for rids, in the order given."""
+    if not rids:
+        return []
+    total = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    rows: dict[int, Row] = {}
+    for rid, *vals in _rows_where(
+        conn,
+        "SELECT rid, run_id, run_name, experiment, status, lifecycle, artifact_uri, user_id,"
+        " start_time, end_time FROM runs",
+        rids,
+        total,
+    ):
+        rows[rid] = Row(*vals)
+    for rid, key, value, is_nan, vmin, vmax in _rows_where(
+        conn, "SELECT rid, key, value, is_nan, vmin, vmax FROM metrics", rids, total
+    ):
+        r = rows[rid]
+        r.metrics[key] = math.nan if is_nan else value
+        r.metric_min[key] = math.nan if vmin is None else vmin
+        r.metric_max[key] = math.nan if vmax is None else vmax
+    for rid, key, value in _rows_where(conn, "SELECT rid, key, value FROM params", rids, total):
+        rows[rid].params[key] = value
+    for rid, key, value in _rows_where(conn, "SELECT rid, key, value FROM tags", rids, total):
+        rows[rid].tags[key] = value
+    for r in rows.values():
+        for d in (r.metrics, r.params, r.tags):
+            if len(d) > 1:
+                items = sorted(d.items())
+                d.clear()
+                d.update(items)
+    return [rows[rid] for rid in rids if rid in rows]
+
+
+def search(
+    repo: Repo,
+    filter_string: str | None = "",
+    order_by: list[str] | None = None,
+    experiments: list[str] | None = None,
+    lifecycles: tuple[str, ...] | None = ("active",),
+    max_results: int | None = None,
+    use_index: bool = True,
+) -> list[Row]:
+    """The runs matching a filter, ordered; the one engine behind search_runs and the CLI."""
+    node = F.parse_filter(filter_string)
+    order = F.parse_order_by(order_by)
+    with session(repo, use_index) as conn:
+        sql, params = compile_query(conn, node, order, experiments, lifecycles, max_results)
+        rids = [r[0] for r in conn.execute(sql, params)]
+        return fetch(conn, rids)
+
+
+def run_names(repo: Repo) -> dict[str, str]:
+    with session(repo) as conn:
+        return dict(conn.execute("SELECT run_id, run_name FROM runs").fetchall())
+
+
+def experiment_names(repo: Repo) -> list[str]:
+    with session(repo) as conn:
+        return [r[0] for r in conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
