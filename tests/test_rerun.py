@@ -1,0 +1,160 @@
+"""gitrun rerun: re-execute on the recorded code, compare metrics, artifacts and exit code."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import uuid
+
+from conftest import git, run_cli, snapshot_state
+
+from gitrun import runs, store
+from gitrun.entities import Artifact, RunRecord
+from gitrun.git import Repo
+from gitrun.rerun import close, compare
+
+SCRIPT = """\
+import json, os, random, sys
+mode = sys.argv[1]
+acc = {"det": 0.875, "random": random.random(), "tiny": 1.0 + random.random() * 1e-9}
+json.dump({"acc": acc.get(mode, 0.5), "loss": float("nan")}, open("metrics.json", "w"))
+model = os.urandom(8) if mode == "bytes" else b"weights"
+open("model.bin", "wb").write(model)
+"""
+
+API_SCRIPT = """\
+import random, sys
+import gitrun
+gitrun.log_metric("acc", 0.75 if sys.argv[1] == "det" else random.random())
+gitrun.log_text("report", "report.txt")
+"""
+
+
+def record(repo, mode, name, script=SCRIPT, extra=()):
+    (repo / "train.py").write_text(script)
+    (repo / ".gitignore").write_text("*.log\nmetrics.json\nmodel.bin\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", f"train {name}")
+    opts = ["--metrics-file", "metrics.json", "-a", "model.bin"] if script == SCRIPT else []
+    p = run_cli("record", "-q", "-n", name, *opts, *extra, "--", sys.executable, "train.py", mode)
+    assert p.returncode == 0, p.stderr
+    return name
+
+
+def test_deterministic_run_reproduces(repo):
+    record(repo, "det", "base", extra=("-p", "lr=0.1"))
+    before = snapshot_state(repo)
+    p = run_cli("rerun", "base")
+    assert p.returncode == 0, p.stderr
+    assert "Reproduced" in p.stdout
+    assert "acc" in p.stdout and "artifact model.bin" in p.stdout
+    # Recorded on the original repository's runs ref, tagged, named, same params.
+    r = Repo.discover(str(repo))
+    new = runs.load(r, "base-rerun")
+    orig = runs.load(r, "base")
+    assert new.tags["gitrun.rerun_of"] == orig.run_id
+    assert new.experiment == orig.experiment
+    assert new.params == {"lr": "0.1"}
+    assert new.code["commit"] == orig.code["commit"]
+    # The temporary worktree is gone and the user's state is untouched.
+    assert git(repo, "worktree", "list").count("\n") == 1
+    assert snapshot_state(repo) == before
+
+
+def test_unseeded_randomness_is_not_reproduced(repo):
+    record(repo, "random", "noisy")
+    p = run_cli("rerun", "noisy")
+    assert p.returncode == 1
+    assert "Not reproduced" in p.stderr and "acc" in p.stderr
+    assert "DIFFERS" in p.stdout
+    assert "Traceback" not in p.stderr
+
+
+def test_tolerance(repo):
+    record(repo, "tiny", "tiny")
+    assert run_cli("rerun", "tiny", "--rtol", "1e-6").returncode == 0
+    p = run_cli("rerun", "tiny")
+    assert p.returncode == 1 and "acc" in p.stderr
+
+
+def test_artifact_hash_mismatch_is_detected(repo):
+    record(repo, "bytes", "bytes")
+    p = run_cli("rerun", "bytes")
+    assert p.returncode == 1
+    assert "artifact model.bin" in p.stderr and "sha256 differs" in p.stderr
+
+
+def test_api_logging_script_reproduces(repo):
+    record(repo, "det", "api", script=API_SCRIPT)
+    p = run_cli("rerun", "api")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "artifact report.txt" in p.stdout
+
+
+def test_api_only_run_has_no_command(repo):
+    r = Repo.discover(str(repo))
+    now = int(time.time() * 1000)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    rec = RunRecord(run_id=uuid.uuid4().hex, run_name="api-only", status="FINISHED",
+                    start_time=now, end_time=now, code={"commit": head})
+    store.commit_run(r, rec)
+    p = run_cli("rerun", "api-only")
+    assert p.returncode == 1
+    assert "no command to rerun" in p.stderr and "gitrun checkout" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert run_cli("checkout", "api-only").returncode == 0
+
+
+def test_in_place_requires_the_runs_code_then_works(repo):
+    record(repo, "det", "base")
+    (repo / "train.py").write_text("print('changed')\n")
+    git(repo, "commit", "-qam", "later")
+    p = run_cli("rerun", "base", "--in-place")
+    assert p.returncode == 1 and "gitrun checkout" in p.stderr
+    assert run_cli("checkout", "base").returncode == 0
+    p = run_cli("rerun", "base", "--in-place")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Reproduced" in p.stdout
+
+
+def test_keep_keeps_the_worktree(repo):
+    record(repo, "det", "base")
+    p = run_cli("rerun", "base", "--keep", "-q")
+    assert p.returncode == 0, p.stderr
+    assert git(repo, "worktree", "list").count("\n") == 2
+    wt = git(repo, "worktree", "list", "--porcelain").split("worktree ")[2].splitlines()[0]
+    git(repo, "worktree", "remove", "--force", wt)
+
+
+def test_env_diff_only(repo):
+    record(repo, "det", "base")
+    p = run_cli("rerun", "base", "--env-diff-only")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "matches" in p.stdout
+    r = Repo.discover(str(repo))
+    rec = runs.load(r, "base")
+    rec.run_id = uuid.uuid4().hex
+    rec.run_name = "old-env"
+    rec.env = {"python": {"version": "2.7.18"}, "packages": {"numpy": "0.0.1"}}
+    rec.env_blob = None
+    rec.tree = None
+    store.commit_run(r, rec)
+    p = run_cli("rerun", "old-env", "--env-diff-only")
+    assert p.returncode == 1
+    assert "python version: recorded 2.7.18" in p.stdout
+    assert "package numpy" in p.stdout
+
+
+def test_compare_rules():
+    a = RunRecord("a", metrics={"x": 1.0, "n": math.nan, "i": math.inf, "gone": 1.0},
+                  artifacts={"m": Artifact("m", 1, "aa"), "only": Artifact("only", 1, "bb")},
+                  exit_code=0)
+    b = RunRecord("b", metrics={"x": 1.0 + 1e-12, "n": math.nan, "i": math.inf, "new": 2.0},
+                  artifacts={"m": Artifact("m", 1, "aa")}, exit_code=0)
+    rows = {r.label: r.ok for r in compare(a, b)}
+    assert rows == {"x": False, "n": True, "i": True, "gone": False, "new": False,
+                    "artifact m": True, "artifact only": False, "exit code": True}
+    assert {r.label: r.ok for r in compare(a, b, rtol=1e-9)}["x"]
+    assert close(1.0, 1.1, 0, 0.2) and not close(1.0, 1.1, 0, 0.05)
+    assert not close(math.nan, 1.0, 1, 1) and not close(math.inf, -math.inf, 1, 1)
