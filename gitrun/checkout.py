@@ -206,8 +206,8 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
                 f"Artifact {path!r} of run {rec.run_id[:8]} does not match its manifest "
                 f"(sha256 {digest[:12]}, recorded {a.sha256[:12]}); nothing was written."
             )
-        mode = 0o755 if modes.get(path, (BLOB_MODE,))[0] == EXEC_MODE else 0o644
-        out.append(PlannedArtifact(path, "/".join(base + path.split("/")), data, mode))
+        perm = 0o755 if modes.get(path, (BLOB_MODE, ""))[0] == EXEC_MODE else 0o644
+        out.append(PlannedArtifact(path, "/".join(base + path.split("/")), data, perm))
     return out
 
 
