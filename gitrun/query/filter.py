@@ -130,7 +130,7 @@ def _quoted(text: str, i: int) -> tuple[str, int]:
         out.append(c)
         j += 1
     raise FilterError(
-        f"Invalid filter: the quoted text starting with {text[i:i + 12]!r} at position {i} "
+        f"Invalid filter: the quoted text starting with {text[i : i + 12]!r} at position {i} "
         f"never ends; close it with {q}."
     )
 
@@ -319,8 +319,9 @@ class _Parser:
             raise self.fail(tok, "a comparison such as metrics.acc > 0.9")
         ident = make_ident(self.next())
         negate = False
-        if self.is_kw("NOT") and (self.is_kw("IN", 1) or self.is_kw("LIKE", 1)
-                                  or self.is_kw("ILIKE", 1)):
+        if self.is_kw("NOT") and (
+            self.is_kw("IN", 1) or self.is_kw("LIKE", 1) or self.is_kw("ILIKE", 1)
+        ):
             self.next()
             negate = True
         optok = self.tok
@@ -331,8 +332,10 @@ class _Parser:
             self.next()
             op = optok.value.upper()
         else:
-            raise self.fail(optok, f"a comparator (=, !=, >, >=, <, <=, LIKE, ILIKE, IN) "
-                                   f"after {ident_text(ident)}")
+            raise self.fail(
+                optok,
+                f"a comparator (=, !=, >, >=, <, <=, LIKE, ILIKE, IN) after {ident_text(ident)}",
+            )
         if negate:
             op = "NOT " + op
         if op.endswith("IN"):
@@ -366,8 +369,13 @@ class _Parser:
 
 
 def ident_text(ident: Ident) -> str:
-    prefix = {METRIC: "metrics.", PARAM: "params.", TAG: "tags.", ATTR: "attributes.",
-              DATASET: "datasets."}[ident.kind]
+    prefix = {
+        METRIC: "metrics.",
+        PARAM: "params.",
+        TAG: "tags.",
+        ATTR: "attributes.",
+        DATASET: "datasets.",
+    }[ident.kind]
     key = ident.key
     return prefix + (key if re.fullmatch(r"[A-Za-z0-9_.]+", key) else f"`{key}`")
 

@@ -34,8 +34,13 @@ from . import filter as F
 
 SCHEMA_VERSION = 1
 INDEX_FILE = "index.sqlite"
-INDEX_FILES = (store.RUN_FILE, store.PARAMS_FILE, store.TAGS_FILE, store.METRICS_FILE,
-               store.HISTORY_FILE)
+INDEX_FILES = (
+    store.RUN_FILE,
+    store.PARAMS_FILE,
+    store.TAGS_FILE,
+    store.METRICS_FILE,
+    store.HISTORY_FILE,
+)
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,8 +113,18 @@ def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False)
     if not recs:
         return
     run_rows = [
-        (r.run_id, None if live else r.tree, r.run_name, r.experiment, r.status,
-         r.lifecycle_stage, r.artifact_uri, r.user, r.start_time, r.end_time)
+        (
+            r.run_id,
+            None if live else r.tree,
+            r.run_name,
+            r.experiment,
+            r.status,
+            r.lifecycle_stage,
+            r.artifact_uri,
+            r.user,
+            r.start_time,
+            r.end_time,
+        )
         for r in recs
     ]
     conn.executemany(
@@ -132,8 +147,16 @@ def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False)
             if not r.history.get(k) and not math.isnan(v):
                 pts = [v]
             nan = math.isnan(v)
-            m_rows.append((rid, k, None if nan else v, 1 if nan else 0,
-                           min(pts) if pts else None, max(pts) if pts else None))
+            m_rows.append(
+                (
+                    rid,
+                    k,
+                    None if nan else v,
+                    1 if nan else 0,
+                    min(pts) if pts else None,
+                    max(pts) if pts else None,
+                )
+            )
         p_rows.extend((rid, k, v, _num(v)) for k, v in r.params.items())
         t_rows.extend((rid, k, v, _num(v)) for k, v in r.tags.items())
     conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", m_rows)
@@ -264,8 +287,10 @@ def session(repo: Repo, use_index: bool = True) -> Iterator[sqlite3.Connection]:
             conn.execute("BEGIN IMMEDIATE" if use_index else "BEGIN")
             ids = [r.run_id for r in live]
             marks = ",".join("?" * len(ids))
-            old = [row[0] for row in conn.execute(
-                f"SELECT rid FROM runs WHERE run_id IN ({marks})", ids)]
+            old = [
+                row[0]
+                for row in conn.execute(f"SELECT rid FROM runs WHERE run_id IN ({marks})", ids)
+            ]
             _delete(conn, old)
             _insert(conn, live, live=True)
         yield conn
@@ -494,10 +519,17 @@ class Row:
 
     def to_record(self) -> RunRecord:
         return RunRecord(
-            run_id=self.run_id, run_name=self.run_name, experiment=self.experiment,
-            status=self.status, lifecycle_stage=self.lifecycle_stage,
-            start_time=self.start_time, end_time=self.end_time, user=self.user_id,
-            params=self.params, tags=self.tags, metrics=self.metrics,
+            run_id=self.run_id,
+            run_name=self.run_name,
+            experiment=self.experiment,
+            status=self.status,
+            lifecycle_stage=self.lifecycle_stage,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            user=self.user_id,
+            params=self.params,
+            tags=self.tags,
+            metrics=self.metrics,
         )
 
 

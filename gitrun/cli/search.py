@@ -1,0 +1,269 @@
+"""search, diff.  The search path never imports pandas (a fresh process must stay fast)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import click
+
+from . import cli
+from .common import format_option, repo
+
+# Attribute columns --columns accepts besides metrics.*, params.* and tags.*.
+_ATTR_COLUMNS = {
+    "run_id": lambda r: r.run_id,
+    "run_name": lambda r: r.run_name,
+    "experiment_id": lambda r: r.experiment,
+    "experiment": lambda r: r.experiment,
+    "status": lambda r: r.status,
+    "artifact_uri": lambda r: r.artifact_uri,
+    "user_id": lambda r: r.user_id,
+    "lifecycle_stage": lambda r: r.lifecycle_stage,
+    "start_time": lambda r: r.start_time,
+    "end_time": lambda r: r.end_time,
+}
+
+
+def column_value(row: Any, col: str) -> Any:
+    if col in _ATTR_COLUMNS:
+        return _ATTR_COLUMNS[col](row)
+    kind, _, key = col.partition(".")
+    if kind in ("metric", "metrics"):
+        return row.metric(key)
+    if kind in ("param", "params"):
+        return row.params.get(key)
+    if kind in ("tag", "tags"):
+        return row.tags.get(key)
+    from ..errors import UsageError
+
+    raise UsageError(
+        f"Unknown column '{col}'; use run_id, run_name, status, start_time, end_time, "
+        "experiment_id, or metrics.<key>, params.<key>, tags.<key>."
+    )
+
+
+def _differing(rows: list[Any], attr: str) -> list[str]:
+    keys: dict[str, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(getattr(r, attr)))
+    out = []
+    for k in keys:
+        values = {_same(getattr(r, attr).get(k)) for r in rows}
+        if len(values) > 1 or len(rows) == 1:
+            out.append(k)
+    return out
+
+
+def _same(v: Any) -> Any:
+    return "nan" if isinstance(v, float) and math.isnan(v) else v
+
+
+def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """Short id, name, status, start, then the params and metrics that differ."""
+    from ..output import fmt_time
+
+    params = _differing(rows, "params")
+    metrics = _differing(rows, "metrics")
+    cols = ["run", "name", "status", "started"] + [f"params.{k}" for k in params]
+    cols += [f"metrics.{k}" for k in metrics]
+    data = [
+        [r.run_id[:8], r.run_name, r.status, fmt_time(r.start_time)]
+        + [r.params.get(k) for k in params]
+        + [r.metrics.get(k) for k in metrics]
+        for r in rows
+    ]
+    return cols, data
+
+
+@cli.command()
+@click.argument("filter_string", required=False, default="", metavar="[FILTER]")
+@click.option("-e", "--experiment", "experiments", multiple=True, help="Search these experiments.")
+@click.option("--all-experiments", is_flag=True, help="Search every experiment.")
+@click.option(
+    "--order-by",
+    "order_by",
+    multiple=True,
+    metavar="X",
+    help="'<identifier> [ASC|DESC]', repeatable (default: newest first).",
+)
+@click.option("--max-results", default=100, show_default=True, help="At most this many runs.")
+@click.option("--columns", metavar="a,b,c", help="Exactly these columns (e.g. run_id,metrics.f1).")
+@click.option(
+    "--view",
+    type=click.Choice(["active", "deleted", "all"]),
+    default="active",
+    show_default=True,
+    help="Which runs by lifecycle stage.",
+)
+@format_option()
+def search(filter_string, experiments, all_experiments, order_by, max_results, columns, view, fmt):
+    """Search runs with MLflow's filter syntax (plus OR, NOT, parentheses, IN).
+
+    Without -e or --all-experiments, searches the active experiment
+    ($GITRUN_EXPERIMENT / $MLFLOW_EXPERIMENT_NAME, else Default). The grammar
+    is in docs/search.md. json and csv use search_runs' DataFrame columns.
+
+    \b
+    Example:
+      gitrun search "metrics.f1 > 0.9 and params.model = 'gb'" --order-by "metrics.f1 DESC"
+      gitrun search -e churn --columns run_id,params.depth,metrics.acc --format csv
+      gitrun search --all-experiments "metrics.loss.min < 0.1 or tags.best = 'yes'"
+    """
+    from ..output import render
+    from ..query.api import frame_columns, resolve_experiments
+    from ..query.index import search as do_search
+
+    r = repo()
+    exps = resolve_experiments(r, None, list(experiments) or None, all_experiments)
+    lifecycles = {"active": ("active",), "deleted": ("deleted",), "all": None}[view]
+    rows = []
+    if exps != []:
+        rows = do_search(
+            r,
+            filter_string,
+            order_by=list(order_by),
+            experiments=exps,
+            lifecycles=lifecycles,
+            max_results=max_results or None,
+        )
+    if columns:
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+        data = [[column_value(row, c) for c in cols] for row in rows]
+    elif fmt == "table":
+        cols, data = table_view(rows)
+    else:
+        cols, data = frame_columns(rows)
+    if fmt == "table" and not rows:
+        click.echo("No runs match.", err=True)
+        return
+    click.echo(render(cols, data, fmt))
+
+
+def _num(v: Any) -> str:
+    if v is None or isinstance(v, str):
+        return v or ""
+    return f"{v:.6g}"
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--patch", is_flag=True, help="Show the full code diff, not only --stat.")
+@format_option()
+def diff(run_a, run_b, patch, fmt):
+    """Show what differs between two runs: params, metrics, tags, artifacts, code.
+
+    Metrics are final values with B - A deltas; code is `git diff --stat` between
+    the two runs' code commits (--patch for the whole diff).
+
+    \b
+    Example:
+      gitrun diff rf-baseline rf-deeper
+      gitrun diff 3f2a 9c1e --patch
+      gitrun diff rf-baseline rf-deeper --format json
+    """
+    from .. import runs
+
+    r = repo()
+    a = runs.load(r, run_a, history=False)
+    b = runs.load(r, run_b, history=False)
+    result = compare(a, b)
+    ca, cb = a.code.get("commit"), b.code.get("commit")
+    code = ""
+    if ca and cb and ca != cb:
+        args = ["diff", "--no-color", "--no-ext-diff"] + ([] if patch else ["--stat"])
+        proc = r.git(*args, ca, cb, check=False)
+        code = (
+            proc.stdout.decode(errors="replace")
+            if proc.returncode == 0
+            else (f"(cannot diff code commits {ca[:12]} and {cb[:12]}: not in this repository)")
+        )
+    result["code"] = {"a": ca, "b": cb, "diff": code}
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    if fmt != "table":
+        raise click.UsageError("gitrun diff supports --format table or json.")
+    click.echo(render_diff(a, b, result))
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None if math.isnan(v) else str(v)
+    return v
+
+
+def compare(a: Any, b: Any) -> dict[str, Any]:
+    def changed(da: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k in sorted(set(da) | set(db)):
+            va, vb = da.get(k), db.get(k)
+            if _same(va) != _same(vb):
+                out[k] = {"a": _clean(va), "b": _clean(vb)}
+        return out
+
+    metrics = {}
+    for k in sorted(set(a.metrics) | set(b.metrics)):
+        va, vb = a.metrics.get(k), b.metrics.get(k)
+        if _same(va) == _same(vb):
+            continue
+        delta = vb - va if va is not None and vb is not None else None
+        metrics[k] = {"a": _clean(va), "b": _clean(vb), "delta": _clean(delta)}
+    arts_a = {p: x.sha256 for p, x in a.artifacts.items()}
+    arts_b = {p: x.sha256 for p, x in b.artifacts.items()}
+    return {
+        "a": {"run_id": a.run_id, "run_name": a.run_name, "status": a.status},
+        "b": {"run_id": b.run_id, "run_name": b.run_name, "status": b.status},
+        "params": changed(a.params, b.params),
+        "metrics": metrics,
+        "tags": changed(
+            {k: v for k, v in a.tags.items() if k != "mlflow.runName"},
+            {k: v for k, v in b.tags.items() if k != "mlflow.runName"},
+        ),
+        "artifacts": changed(arts_a, arts_b),
+    }
+
+
+def render_diff(a: Any, b: Any, result: dict[str, Any]) -> str:
+    from ..output import table
+
+    out = [
+        f"A  {a.run_id[:8]}  {a.run_name}  [{a.status}]",
+        f"B  {b.run_id[:8]}  {b.run_name}  [{b.status}]",
+    ]
+    for section in ("params", "tags"):
+        items = result[section]
+        out.append(f"\n{section}" + ("" if items else "  (same)"))
+        if items:
+            rows = [[k, v["a"], v["b"]] for k, v in items.items()]
+            out.append(table(["  key", "A", "B"], [["  " + r[0]] + r[1:] for r in rows]))
+    items = result["metrics"]
+    out.append("\nmetrics" + ("" if items else "  (same)"))
+    if items:
+        rows = [
+            [
+                "  " + k,
+                _num(v["a"]),
+                _num(v["b"]),
+                "" if v["delta"] is None else f"{v['delta']:+.6g}",
+            ]
+            for k, v in items.items()
+        ]
+        out.append(table(["  key", "A", "B", "delta"], rows))
+    items = result["artifacts"]
+    out.append("\nartifacts" + ("" if items else "  (same)"))
+    for k, v in items.items():
+        sa = (v["a"] or "-")[:12]
+        sb = (v["b"] or "-")[:12]
+        out.append(f"  {k}  sha256 {sa} -> {sb}")
+    code = result["code"]
+    if not code["a"] or not code["b"]:
+        out.append("\ncode  (a run has no code commit)")
+    elif code["a"] == code["b"]:
+        out.append(f"\ncode  same commit {code['a'][:12]}")
+    else:
+        out.append(f"\ncode  {code['a'][:12]} -> {code['b'][:12]}")
+        out.append(code["diff"].rstrip("\n") or "  (no changes)")
+    return "\n".join(out)
