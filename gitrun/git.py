@@ -27,6 +27,8 @@ EXEC_MODE = "100755"
 LINK_MODE = "120000"
 GITLINK_MODE = "160000"
 
+_known_dirs: set[str] = set()
+
 # git refuses to start when these leak from a parent git process (hooks, `git rebase -x`).
 _GIT_ENV_DROP = ("GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX")
 
@@ -205,12 +207,22 @@ class Repo:
         path = os.path.join(d, sha[2:])
         if os.path.exists(path):
             return sha
-        os.makedirs(d, exist_ok=True)
+        if d not in _known_dirs:
+            os.makedirs(d, exist_ok=True)
+            _known_dirs.add(d)
+        # Written under a temporary name and renamed, so no reader sees half an object.
         tmp = os.path.join(d, f"tmp_obj_{os.getpid()}_{threading.get_ident()}")
-        # Loose objects use zlib level 1, git's default core.looseCompression.
-        with open(tmp, "wb") as f:
-            f.write(zlib.compress(header + data, 1))
-        os.chmod(tmp, 0o444)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(tmp, flags, 0o444)
+        except FileExistsError:  # left by a process of ours that died mid-write
+            os.unlink(tmp)
+            fd = os.open(tmp, flags, 0o444)
+        try:
+            # Loose objects use zlib level 1, git's default core.looseCompression.
+            os.write(fd, zlib.compress(header + data, 1))
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
         return sha
 
