@@ -39,8 +39,16 @@ def git_daemon(tmp_path):
     base.mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        ["git", "daemon", "--export-all", "--enable=receive-pack", f"--base-path={base}",
-         "--reuseaddr", "--listen=127.0.0.1", f"--port={port}"],
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -117,8 +125,9 @@ def assert_no_traceback(p: subprocess.CompletedProcess) -> None:
 # ---------------------------------------------------------------------------
 # concurrent teams
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("transport", ["file", "daemon"])
-def test_two_clones_record_and_push_concurrently(tmp_path, bare_remote, transport, request):
+# Three rounds on disk; two over the network keep the file's runtime down.
+@pytest.mark.parametrize(("transport", "rounds"), [("file", 3), ("daemon", 2)])
+def test_two_clones_record_and_push_concurrently(tmp_path, bare_remote, transport, rounds, request):
     if transport == "daemon":
         base, port = request.getfixturevalue("git_daemon")
         remote = base / "team.git"
@@ -130,7 +139,7 @@ def test_two_clones_record_and_push_concurrently(tmp_path, bare_remote, transpor
     recorded: dict[str, dict[str, str]] = {}  # run id -> {clone, label}
     remote_tip = None
 
-    for rnd in range(3):
+    for rnd in range(rounds):
         # Both clones record two runs at the same time, in their own processes.
         def work(d: Path, rnd: int = rnd) -> None:
             for k in range(2):
@@ -145,8 +154,14 @@ def test_two_clones_record_and_push_concurrently(tmp_path, bare_remote, transpor
         # ... and push at the same moment.
         env = dict(os.environ)
         procs = [
-            subprocess.Popen([sys.executable, "-m", "gitrun", "push", "-q"], cwd=d, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [sys.executable, "-m", "gitrun", "push", "-q"],
+                cwd=d,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for d in (a, b)
         ]
         for p in procs:
@@ -158,7 +173,7 @@ def test_two_clones_record_and_push_concurrently(tmp_path, bare_remote, transpor
             git(remote, "merge-base", "--is-ancestor", remote_tip, new_remote_tip)
         remote_tip = new_remote_tip
 
-    assert len(recorded) == 12
+    assert len(recorded) == rounds * 2 * 2
     assert set(remote_runs(remote)) == set(recorded)
     for d in (a, b):
         old = tip(d)
@@ -170,8 +185,9 @@ def test_two_clones_record_and_push_concurrently(tmp_path, bare_remote, transpor
         ids = [r["run_id"] for r in listed]
         assert sorted(ids) == sorted(recorded)  # each run exactly once
         # Every run commit is in the history exactly once (merges add none).
-        trailers = git(d, "log", "--format=%(trailers:key=Gitrun-Run,valueonly)",
-                       "refs/gitrun/runs").split()
+        trailers = git(
+            d, "log", "--format=%(trailers:key=Gitrun-Run,valueonly)", "refs/gitrun/runs"
+        ).split()
         assert sorted(trailers) == sorted(recorded)
 
     # A teammate's run: its code commit and artifacts arrived with the ref.
@@ -337,10 +353,22 @@ def test_remote_ref_that_is_not_a_runs_history(team):
 
 def test_remote_in_a_newer_format(team):
     a, _b, _remote = team
-    p = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=a, input="format: 2\n",
-                       capture_output=True, text=True, check=True)
-    tree = subprocess.run(["git", "mktree"], cwd=a, input=f"100644 blob {p.stdout.strip()}\t"
-                          "gitrun.yaml\n", capture_output=True, text=True, check=True).stdout
+    p = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=a,
+        input="format: 2\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tree = subprocess.run(
+        ["git", "mktree"],
+        cwd=a,
+        input=f"100644 blob {p.stdout.strip()}\tgitrun.yaml\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     commit = git(a, "commit-tree", "-m", "future", tree.strip()).strip()
     git(a, "push", "-q", "origin", f"{commit}:refs/gitrun/runs")
     p = run_cli("pull", cwd=a)
@@ -374,3 +402,15 @@ def test_auto_push_after_record_and_soft_failure(team, tmp_path):
     git(a, "remote", "set-url", "origin", str(remote))
     assert run_cli("push", "-q", cwd=a).returncode == 0
     assert set(remote_runs(remote)) == set(runs_of(a))
+
+
+def test_checkout_of_a_teammates_run(team, tmp_path):
+    a, b, _remote = team
+    ra = record(a, "a's experiment")
+    assert run_cli("push", "-q", cwd=a).returncode == 0
+    assert run_cli("pull", "-q", cwd=b).returncode == 0
+    wt = tmp_path / "wt"
+    p = run_cli("checkout", ra, "--worktree", str(wt), cwd=b)
+    assert p.returncode == 0, p.stderr
+    assert (wt / "train.py").read_text().startswith("# a's experiment\n")
+    assert (wt / "model.txt").read_text() == "weights for # a's experiment\n"
