@@ -131,9 +131,9 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     # `gitrun rerun` can repeat the same `gitrun record` invocation.
     given = {"params": dict(opts.params), "params_file": opts.params_file,
              "metrics_file": opts.metrics_file, "artifacts": list(opts.artifacts)}
+    # Always written, so that its absence means "recorded by an older gitrun".
     given = {k: v for k, v in given.items() if v}
-    if given:
-        tags[RECORD_OPTIONS_TAG] = json.dumps(given, sort_keys=True, ensure_ascii=False)
+    tags[RECORD_OPTIONS_TAG] = json.dumps(given, sort_keys=True, ensure_ascii=False)
     for key in list(params) + list(tags):
         tracking.validate_key(key)
 

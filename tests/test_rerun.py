@@ -49,6 +49,7 @@ def test_deterministic_run_reproduces(repo):
     assert p.returncode == 0, p.stderr
     assert "Reproduced" in p.stdout
     assert "acc" in p.stdout and "artifact model.bin" in p.stdout
+    assert "older gitrun" not in p.stdout
     # Recorded on the original repository's runs ref, tagged, named, same params.
     r = Repo.discover(str(repo))
     new = runs.load(r, "base-rerun")
