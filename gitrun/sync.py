@@ -50,7 +50,10 @@ class SyncResult:
         return f"Pulled {_runs(self.arrived)} from '{self.remote}'{how}."
 
     def push_summary(self) -> str:
-        text = f"Pushed {_runs(self.sent)} to '{self.remote}'"
+        if self.sent:
+            text = f"Pushed {_runs(self.sent)} to '{self.remote}'"
+        else:
+            text = f"Nothing to push: '{self.remote}' already has every run here"
         if self.arrived:
             text += f"; {_runs(self.arrived)} arrived from it first"
         if self.attempts > 1:

@@ -414,3 +414,33 @@ def test_checkout_of_a_teammates_run(team, tmp_path):
     assert p.returncode == 0, p.stderr
     assert (wt / "train.py").read_text().startswith("# a's experiment\n")
     assert (wt / "model.txt").read_text() == "weights for # a's experiment\n"
+
+
+def test_pull_rebuilds_the_merge_when_a_local_run_lands_meanwhile(team, monkeypatch):
+    """A run recorded here during the join: the CAS fails, the merge is rebuilt on top."""
+    import uuid
+
+    from gitrun import sync
+
+    a, b, _remote = team
+    ra = record(a, "a")
+    assert run_cli("push", "-q", cwd=a).returncode == 0
+    rb = record(b, "b")
+    repo = Repo.discover(str(b))
+    late = store.read_record(repo, rb, runs_of(b)[rb])
+    late.run_id = uuid.uuid4().hex
+    real_update = Repo.update_ref
+    calls = []
+
+    def concurrent_record_first(self, ref, new, old, message="gitrun"):
+        if ref == store.RUNS_REF and not calls:
+            calls.append(None)
+            calls[0] = store.commit_run(self, late)  # as if another process recorded a run
+        return real_update(self, ref, new, old, message)
+
+    monkeypatch.setattr(Repo, "update_ref", concurrent_record_first)
+    result = sync.pull(repo, quiet=True)
+    assert result.merged and result.arrived == 1
+    assert set(runs_of(b)) == {ra, rb, late.run_id}
+    parents = git(b, "rev-list", "--parents", "-n", "1", "refs/gitrun/runs").split()[1:]
+    assert parents == [calls[0], tip(a)]
