@@ -84,7 +84,9 @@ _LAZY = {
     "search_runs": ("gitrun.query.api", "search_runs"),
     "MlflowClient": ("gitrun.client", "MlflowClient"),
 }
-_LAZY_MODULES = ("client", "sklearn", "pyfunc", "query", "entities")
+_LAZY_MODULES = ("client", "sklearn", "pyfunc", "query", "entities", "artifacts")
+# MLflow module names that are gitrun modules under another name.
+_ALIASES = {"exceptions": "gitrun.errors", "models": "gitrun.mlmodel"}
 
 
 def __getattr__(name: str) -> Any:
@@ -95,6 +97,14 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(mod), attr)
     if name in _LAZY_MODULES:
         return importlib.import_module(f"gitrun.{name}")
+    if name in _ALIASES:
+        return importlib.import_module(_ALIASES[name])
+    compat = importlib.import_module("gitrun.compat")
+    if name in compat.EXTRA:
+        return compat.EXTRA[name]
+    stub = compat.missing(name)
+    if stub is not None:
+        return stub
     raise AttributeError(
         f"module 'gitrun' has no attribute '{name}'; see docs/mlflow.md for the MLflow "
         "API gitrun implements"

@@ -1,0 +1,400 @@
+"""`MlflowClient`: MLflow's lower-level API, addressing runs by id.
+
+Which run a call writes to:
+* a run this process is logging to (started with start_run, or attached under
+  `gitrun record`): its live journal, as the fluent API would;
+* a run this client created with `create_run`: the client owns it (journaled under
+  .git/gitrun/live like any run) until `set_terminated` commits it; if the process
+  dies first, the next gitrun command commits it as KILLED;
+* a finished (committed) run: MLflow allows logging to it, and so does gitrun: the
+  change is applied to the run's record and committed at once as a new version of the
+  run (same id, later `updated_time`), one commit per call;
+* a run in progress in another process: refused, since its owner commits it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from . import artifacts, journal, store, tracking
+from .entities import Artifact, Experiment, Metric, Param, Run, RunData, RunInfo, RunRecord, RunTag
+from .errors import GitrunError, InvalidInputError, ParamChangedError
+from .git import Repo
+
+
+class PagedList(list):  # type: ignore[type-arg]
+    """A list of results with MLflow's `token` (always None: gitrun returns every page)."""
+
+    token: str | None = None
+
+
+class ViewType:
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+
+def _run_of(live: tracking.LiveRun) -> Run:
+    rec = journal.replay(live.journal.path) if os.path.exists(live.journal.path) else None
+    rec = rec or live.record
+    info = RunInfo(
+        run_id=live.run_id,
+        experiment_id=rec.experiment,
+        run_name=rec.run_name,
+        status="RUNNING",
+        start_time=rec.start_time,
+        end_time=None,
+        artifact_uri=rec.artifact_uri,
+        user_id=rec.user,
+    )
+    return Run(info, RunData(rec.latest_metrics(), dict(rec.params), dict(rec.tags)))
+
+
+class MlflowClient:
+    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
+        if tracking_uri:
+            from .compat import set_tracking_uri
+
+            set_tracking_uri(tracking_uri)  # refuses servers; local paths are accepted
+        self._owned: dict[str, tracking.LiveRun] = {}
+        self._repo: Repo | None = None
+
+    @property
+    def repo(self) -> Repo:
+        if self._repo is None:
+            self._repo = Repo.discover()
+        return self._repo
+
+    # -- reading ----------------------------------------------------------
+    def get_run(self, run_id: str) -> Run:
+        return tracking.get_run(run_id)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return tracking.get_metric_history(run_id, key)
+
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str] | None = None,
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        from .query.api import search_runs
+
+        if isinstance(experiment_ids, str):
+            experiment_ids = [experiment_ids]
+        runs = search_runs(
+            experiment_ids=list(experiment_ids) if experiment_ids is not None else None,
+            filter_string=filter_string,
+            run_view_type=run_view_type,
+            max_results=max_results,
+            order_by=order_by,
+            output_format="list",
+            search_all_experiments=experiment_ids is None,
+        )
+        return PagedList(runs)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[artifacts.FileInfo]:
+        from . import runs
+
+        return artifacts.list_artifacts(runs.load(self.repo, run_id, history=False), path)
+
+    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
+        from . import runs
+
+        rec = runs.load(self.repo, run_id, history=False)
+        return artifacts.download(self.repo, rec, path or None, dst_path)
+
+    # -- experiments (named; the name is the id) ----------------------------
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        return tracking.get_experiment_by_name(name)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return tracking.get_experiment(experiment_id)
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: Any = None
+    ) -> str:
+        return tracking.create_experiment(name, artifact_location, tags)
+
+    def search_experiments(self, *args: Any, **kwargs: Any) -> PagedList:
+        from . import query
+
+        names = query.experiment_names(self.repo)
+        return PagedList(
+            Experiment(n, n, artifact_location=f"gitrun:experiments/{n}") for n in names
+        )
+
+    # -- creating and ending runs ----------------------------------------
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+    ) -> Run:
+        live = tracking.new_run(
+            self.repo, run_name=run_name, experiment=str(experiment_id), tags=tags or {}
+        )
+        self._owned[live.run_id] = live
+        return _run_of(live)
+
+    def set_terminated(
+        self, run_id: str, status: str | None = "FINISHED", end_time: int | None = None
+    ) -> None:
+        status = status or "FINISHED"
+        if status not in store.TERMINAL:
+            raise InvalidInputError(
+                f"Invalid terminal status '{status}'; use one of {', '.join(store.TERMINAL)}."
+            )
+        if run_id in self._owned:
+            self._owned.pop(run_id).end(status)
+            return
+        for active in list(tracking._stack):
+            if active.info.run_id == run_id:
+                if tracking._stack[-1] is active:
+                    tracking.end_run(status)
+                else:
+                    tracking._stack.remove(active)
+                    active._live.end(status)
+                return
+
+        def edit(rec: RunRecord) -> None:
+            rec.status = status
+            rec.end_time = end_time or store.now_ms()
+
+        self._edit_finished(run_id, edit)
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        if name:
+            self.set_tag(run_id, "mlflow.runName", name)
+        if status and status in store.TERMINAL:
+            self.set_terminated(run_id, status)
+
+    def delete_run(self, run_id: str) -> None:
+        self._set_lifecycle(run_id, "deleted")
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_lifecycle(run_id, "active")
+
+    def _set_lifecycle(self, run_id: str, stage: str) -> None:
+        rid = self._resolve(run_id)
+        if rid in self._owned or self._active(rid) is not None:
+            raise GitrunError(
+                f"Run {rid} is still running; end it (set_terminated or end_run) before "
+                f"changing its lifecycle stage to {stage}."
+            )
+
+        def edit(rec: RunRecord) -> None:
+            rec.lifecycle_stage = stage
+
+        self._edit_finished(rid, edit)
+
+    # -- logging ----------------------------------------------------------
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: Any = None) -> Any:
+        self.log_batch(run_id, params=[Param(key, str(value))])
+        return value
+
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: int | None = None,
+        step: int | None = None,
+        synchronous: Any = None,
+        **_: Any,
+    ) -> None:
+        ts = int(time.time() * 1000) if timestamp is None else timestamp
+        self.log_batch(run_id, metrics=[Metric(key, value, ts, step or 0)])
+
+    def set_tag(self, run_id: str, key: str, value: Any, synchronous: Any = None) -> None:
+        self.log_batch(run_id, tags=[RunTag(key, str(value))])
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        tracking.validate_key(key, "tag name")
+        live = self._writable(run_id)
+        if live is not None:
+            live.delete_tag(key)
+            return
+
+        def edit(rec: RunRecord) -> None:
+            if key not in rec.tags:
+                raise InvalidInputError(f"Run {rec.run_id} has no tag '{key}' to delete.")
+            del rec.tags[key]
+
+        self._edit_finished(run_id, edit)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+        synchronous: Any = None,
+    ) -> None:
+        seen: dict[str, str] = {}
+        for p in params:
+            if p.key in seen and seen[p.key] != str(p.value):
+                raise InvalidInputError(
+                    f"Duplicate param '{p.key}' with different values in one batch; "
+                    "log each param once."
+                )
+            seen[p.key] = str(p.value)
+        live = self._writable(run_id)
+        if live is not None:
+            for p in params:
+                live.log_param(p.key, p.value)
+            for m in metrics:
+                live.log_metric(m.key, m.value, m.step, m.timestamp)
+            for t in tags:
+                live.set_tag(t.key, t.value)
+            return
+
+        def edit(rec: RunRecord) -> None:
+            for p in params:
+                tracking.validate_key(p.key, "param name")
+                text = str(p.value)[: tracking.MAX_PARAM_VALUE]
+                old = rec.params.get(p.key)
+                if old is not None and old != text:
+                    raise ParamChangedError(
+                        f"Changing param values is not allowed: param '{p.key}' was already "
+                        f"logged with value '{old}' for run {rec.run_id}, and the new value "
+                        f"is '{text}'. Log it under another name or start a new run."
+                    )
+                rec.params[p.key] = text
+            for m in metrics:
+                tracking.validate_key(m.key, "metric name")
+                v = tracking._metric_value(m.key, m.value)
+                ts = int(time.time() * 1000) if m.timestamp is None else int(m.timestamp)
+                rec.history.setdefault(m.key, []).append(Metric(m.key, v, ts, int(m.step or 0)))
+            for t in tags:
+                tracking.validate_key(t.key, "tag name")
+                rec.tags[t.key] = str(t.value)[: tracking.MAX_TAG_VALUE]
+                if t.key == "mlflow.runName":
+                    rec.run_name = rec.tags[t.key]
+            rec.metrics = rec.latest_metrics()
+
+        self._edit_finished(run_id, edit)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        if os.path.isdir(local_path):
+            name = os.path.basename(os.path.normpath(local_path))
+            dest = f"{artifact_path.strip('/')}/{name}" if artifact_path else name
+            self.log_artifacts(run_id, local_path, dest)
+            return
+        if not os.path.exists(local_path):
+            raise InvalidInputError(f"Artifact '{local_path}' does not exist; check the path.")
+        self._put_files(run_id, [(local_path, tracking._dest(local_path, artifact_path))])
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        if not os.path.isdir(local_dir):
+            raise InvalidInputError(
+                f"Artifact directory '{local_dir}' does not exist or is not a directory."
+            )
+        files = []
+        for root, dirs, names in os.walk(local_dir):
+            dirs.sort()
+            for f in sorted(names):
+                full = os.path.join(root, f)
+                rel = os.path.relpath(full, local_dir).replace(os.sep, "/")
+                files.append((full, f"{artifact_path.strip('/')}/{rel}" if artifact_path else rel))
+        self._put_files(run_id, files)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._put_bytes(run_id, text.encode("utf-8"), artifact_file)
+
+    def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_dump(dictionary, default_flow_style=False, sort_keys=False)
+        else:
+            data = json.dumps(dictionary, indent=2)
+        self.log_text(run_id, data, artifact_file)
+
+    def _put_files(self, run_id: str, files: list[tuple[str, str]]) -> None:
+        live = self._writable(run_id)
+        if live is not None:
+            for src, dest in files:
+                live.log_artifact_file(src, dest)
+            return
+        repo = self.repo
+
+        def edit(rec: RunRecord) -> None:
+            for src, dest in files:
+                d = tracking.safe_artifact_path(dest)
+                blob, sha256, size = repo.write_blob_file(src)
+                rec.artifacts[d] = Artifact(d, size, sha256, "git", blob)
+
+        self._edit_finished(run_id, edit)
+
+    def _put_bytes(self, run_id: str, data: bytes, dest: str) -> None:
+        import hashlib
+
+        live = self._writable(run_id)
+        if live is not None:
+            live.log_artifact_bytes(data, dest)
+            return
+        repo = self.repo
+
+        def edit(rec: RunRecord) -> None:
+            d = tracking.safe_artifact_path(dest)
+            blob = repo.write_blob(data)
+            rec.artifacts[d] = Artifact(d, len(data), hashlib.sha256(data).hexdigest(), "git", blob)
+
+        self._edit_finished(run_id, edit)
+
+    # -- which run a call writes to ------------------------------------------
+    def _resolve(self, run_id: str) -> str:
+        from . import runs
+
+        if run_id in self._owned:
+            return run_id
+        for active in tracking._stack:
+            if active.info.run_id == run_id:
+                return run_id
+        return runs.resolve(self.repo, run_id)
+
+    def _active(self, run_id: str) -> tracking.LiveRun | None:
+        for active in tracking._stack:
+            if active.info.run_id == run_id:
+                return active._live
+        return None
+
+    def _writable(self, run_id: str) -> tracking.LiveRun | None:
+        """The live run to journal into, or None when the run is finished (edit it)."""
+        if run_id in self._owned:
+            return self._owned[run_id]
+        live = self._active(run_id)
+        if live is not None:
+            return live
+        rid = self._resolve(run_id)
+        if rid != run_id:
+            return self._writable(rid)
+        for rec in journal.live_runs(self.repo):
+            if rec.run_id == rid:
+                raise GitrunError(
+                    f"Run {rid} is in progress in another process; log to it from that "
+                    "process, or wait until it has finished."
+                )
+        return None
+
+    def _edit_finished(self, run_id: str, edit: Callable[[RunRecord], None]) -> None:
+        rid = self._resolve(run_id)
+        trees = store.list_run_trees(self.repo)
+        if rid not in trees:
+            raise GitrunError(
+                f"Run {rid} is in progress in another process; log to it from that "
+                "process, or wait until it has finished."
+            )
+        rec = store.read_record(self.repo, rid, trees[rid], history=True)
+        edit(rec)
+        rec.updated_time = max(store.now_ms(), (rec.updated_time or 0) + 1)
+        store.commit_run(self.repo, rec)

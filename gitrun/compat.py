@@ -1,0 +1,162 @@
+"""MLflow names gitrun answers differently, or not at all (docs/mlflow.md has the table).
+
+Kept free of heavy imports: `gitrun.__getattr__` consults it on every unknown name.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, NoReturn
+
+from .errors import GitrunError
+
+
+class MissingDependencyError(GitrunError, ImportError):
+    """An optional dependency (scikit-learn, mlflow) is not installed."""
+
+
+def require(module: str, extra_or_pip: str) -> Any:
+    """Import an optional dependency or say in one sentence how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"This needs {module}, which is not installed; install it with "
+            f"`pip install {extra_or_pip}`."
+        ) from None
+
+
+# MLflow name -> what to use instead.  Accessing one gives a function that raises
+# NotImplementedError when called (hasattr() stays True, calling is never a silent no-op).
+NOT_IMPLEMENTED: dict[str, str] = {
+    "autolog": "call the flavor's autolog, e.g. gitrun.sklearn.autolog()",
+    "register_model": (
+        "gitrun has no model registry; refer to models by run as runs:/<run_id>/<path>"
+    ),
+    "set_registry_uri": "gitrun has no model registry; use runs:/<run_id>/<path> URIs",
+    "get_registry_uri": "gitrun has no model registry; use runs:/<run_id>/<path> URIs",
+    "search_registered_models": "gitrun has no model registry; use gitrun.search_runs",
+    "search_model_versions": "gitrun has no model registry; use gitrun.search_runs",
+    "log_input": "log the dataset's name and digest with gitrun.log_params or gitrun.set_tag",
+    "log_inputs": "log the dataset's name and digest with gitrun.log_params or gitrun.set_tag",
+    "log_outputs": "log outputs with gitrun.log_artifact or gitrun.log_dict",
+    "log_table": "write the table with gitrun.log_dict or gitrun.log_text (e.g. CSV)",
+    "load_table": "download the artifact with gitrun.MlflowClient().download_artifacts",
+    "evaluate": "compute metrics yourself (e.g. sklearn.metrics) and gitrun.log_metrics",
+    "run": "run the command under `gitrun record -- <command>`",
+    "projects": "run the command under `gitrun record -- <command>`",
+    "delete_experiment": "experiments are names on runs; delete the runs with MlflowClient",
+    "set_experiment_tag": "tag the runs with gitrun.set_tag",
+    "set_experiment_tags": "tag the runs with gitrun.set_tags",
+    "search_traces": "gitrun records runs, not GenAI traces",
+    "trace": "gitrun records runs, not GenAI traces",
+    "start_span": "gitrun records runs, not GenAI traces",
+    "get_trace": "gitrun records runs, not GenAI traces",
+    "log_trace": "gitrun records runs, not GenAI traces",
+    "enable_system_metrics_logging": "log system metrics yourself with gitrun.log_metric",
+    "disable_system_metrics_logging": "log system metrics yourself with gitrun.log_metric",
+    "log_model": "use the flavor's log_model, e.g. gitrun.sklearn.log_model",
+    "pytorch": "only the sklearn flavor is built in; save with torch.save and gitrun.log_artifact",
+    "tensorflow": "only the sklearn flavor is built in; save the model and gitrun.log_artifact",
+    "keras": "only the sklearn flavor is built in; save the model and gitrun.log_artifact",
+    "xgboost": "only the sklearn flavor is built in; use the sklearn API of xgboost",
+    "lightgbm": "only the sklearn flavor is built in; use the sklearn API of lightgbm",
+    "transformers": "only the sklearn flavor is built in; save_pretrained and gitrun.log_artifacts",
+    "openai": "gitrun records runs, not GenAI traces",
+    "langchain": "gitrun records runs, not GenAI traces",
+    "genai": "gitrun records runs, not GenAI traces",
+}
+
+
+class NotImplementedAttribute(NotImplementedError, AttributeError):
+    pass
+
+
+class _Missing:
+    """Stands for an MLflow function or module gitrun does not implement."""
+
+    def __init__(self, name: str, alternative: str) -> None:
+        self._name = name
+        self._alternative = alternative
+
+    def _message(self, what: str) -> str:
+        return f"gitrun does not implement mlflow.{what}; {self._alternative}."
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError(self._message(self._name))
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise NotImplementedAttribute(self._message(f"{self._name}.{attr}"))
+
+    def __repr__(self) -> str:
+        return f"<not implemented in gitrun: mlflow.{self._name}>"
+
+
+def missing(name: str) -> Callable[..., NoReturn] | None:
+    alt = NOT_IMPLEMENTED.get(name)
+    return _Missing(name, alt) if alt else None  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------
+# tracking URI: gitrun always records into the git repository around the cwd
+# ---------------------------------------------------------------------------
+_tracking_uri: str | None = None
+
+
+def set_tracking_uri(uri: Any) -> None:
+    """Accepted for local stores only: gitrun records into the enclosing git repository."""
+    global _tracking_uri
+    text = "" if uri is None else str(uri)
+    if "://" in text and not text.startswith("file://"):
+        raise NotImplementedError(
+            f"gitrun has no tracking server, so set_tracking_uri('{text}') cannot work; "
+            "runs are recorded in the current git repository and shared with `gitrun push`."
+        )
+    if text.startswith(("databricks", "sqlite:", "postgresql:", "mysql:")):
+        raise NotImplementedError(
+            f"gitrun records into git, not into '{text}'; drop set_tracking_uri, or import "
+            "existing MLflow runs with `gitrun import-mlflow --tracking-uri {text}`."
+        )
+    _tracking_uri = text or None
+
+
+def get_tracking_uri() -> str:
+    from .git import Repo
+
+    try:
+        root = Repo.discover().work_tree or os.getcwd()
+    except GitrunError:
+        root = os.getcwd()
+    return f"gitrun:{root}"
+
+
+def is_tracking_uri_set() -> bool:
+    return _tracking_uri is not None
+
+
+def _client() -> Any:
+    from .client import MlflowClient
+
+    return MlflowClient()
+
+
+def delete_run(run_id: str) -> None:
+    _client().delete_run(run_id)
+
+
+def search_experiments(*args: Any, **kwargs: Any) -> list[Any]:
+    return _client().search_experiments(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+# Names module-level MLflow code uses that live here (gitrun.__getattr__ serves them).
+EXTRA = {
+    "set_tracking_uri": set_tracking_uri,
+    "get_tracking_uri": get_tracking_uri,
+    "is_tracking_uri_set": is_tracking_uri_set,
+    "delete_run": delete_run,
+    "search_experiments": search_experiments,
+}
