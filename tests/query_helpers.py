@@ -46,5 +46,5 @@ def put_records(repo, recs, parent=None):
     root = store.put_run_dirs(repo, store.tip_tree(repo, old), trees)
     parents = [old] if old else []
     commit = repo.write_commit(root, parents, f"test: {len(recs)} runs\n")
-    assert repo.update_ref(store.RUNS_REF, commit, old)
+    assert repo.update_ref(store.RUNS_REF, commit, repo.read_ref(store.RUNS_REF))
     return commit

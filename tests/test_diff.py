@@ -1,0 +1,59 @@
+"""gitrun diff: params, metrics with deltas, tags, artifacts and code between two runs."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+import gitrun
+from gitrun.cli import cli
+
+from .conftest import git
+
+
+def two_runs(repo):
+    with gitrun.start_run(run_name="base"):
+        gitrun.log_params({"depth": 3, "seed": 1})
+        gitrun.log_metric("acc", 0.8)
+        gitrun.log_metric("loss", 0.5)
+        gitrun.set_tag("team", "a")
+        gitrun.log_text("weights v1", "model.txt")
+    (repo / "train.py").write_text("print('training harder')\nEPOCHS = 10\n")
+    git(repo, "commit", "-qam", "more epochs")
+    with gitrun.start_run(run_name="deeper"):
+        gitrun.log_params({"depth": 8, "seed": 1})
+        gitrun.log_metric("acc", 0.9)
+        gitrun.log_metric("loss", 0.5)
+        gitrun.set_tag("team", "b")
+        gitrun.log_text("weights v2", "model.txt")
+
+
+def test_diff_json(repo):
+    two_runs(repo)
+    res = CliRunner().invoke(cli, ["diff", "base", "deeper", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["params"] == {"depth": {"a": "3", "b": "8"}}
+    assert list(d["metrics"]) == ["acc"]
+    assert abs(d["metrics"]["acc"]["delta"] - 0.1) < 1e-9
+    assert d["tags"]["team"] == {"a": "a", "b": "b"}
+    assert set(d["artifacts"]) == {"model.txt"}
+    assert "train.py" in d["code"]["diff"] and "1 file changed" in d["code"]["diff"]
+
+
+def test_diff_table_and_patch(repo):
+    two_runs(repo)
+    res = CliRunner().invoke(cli, ["diff", "base", "deeper"])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "depth" in out and "+0.1" in out and "model.txt" in out and "train.py" in out
+    assert "seed" not in out  # same in both
+    res = CliRunner().invoke(cli, ["diff", "base", "deeper", "--patch"])
+    assert "+EPOCHS = 10" in res.output
+
+
+def test_diff_unknown_run_is_one_sentence(repo):
+    two_runs(repo)
+    res = CliRunner().invoke(cli, ["diff", "base", "nosuchrun"])
+    assert res.exit_code == 1 and "nosuchrun" in res.output and "Traceback" not in res.output
