@@ -1,0 +1,211 @@
+"""Import runs from an MLflow tracking store (sqlite URI or mlruns directory) into gitrun.
+
+Runs are read through MLflow's own client, so whatever store MLflow can read works.
+Each MLflow run becomes one gitrun run, committed on its own (one commit per run, like
+any run): a fresh gitrun run id, MLflow's run id kept as tag `mlflow.import.run_id`,
+the experiment by MLflow experiment name.  Re-importing skips runs whose
+`mlflow.import.run_id` is already recorded, so it is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import query, store
+from .compat import require
+from .entities import Artifact, Metric, RunRecord
+from .errors import InvalidInputError, UsageError
+from .git import Repo
+
+IMPORT_TAG = "mlflow.import.run_id"
+IMPORT_EXPERIMENT_TAG = "mlflow.import.experiment_id"
+IMPORT_STATUS_TAG = "mlflow.import.status"
+PAGE_SIZE = 1000
+
+
+@dataclass
+class ImportResult:
+    imported: list[tuple[str, str]] = field(default_factory=list)  # (mlflow id, gitrun id)
+    skipped: list[str] = field(default_factory=list)  # mlflow ids already imported
+
+
+def default_tracking_uri(cwd: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI, else ./mlruns, else ./mlflow.db, as MLflow itself looks."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    cwd = cwd or os.getcwd()
+    if os.path.isdir(os.path.join(cwd, "mlruns")):
+        return os.path.join(cwd, "mlruns")
+    if os.path.isfile(os.path.join(cwd, "mlflow.db")):
+        return "sqlite:///" + os.path.join(cwd, "mlflow.db")
+    raise UsageError(
+        "No MLflow tracking store found here (no ./mlruns, no ./mlflow.db, no "
+        "MLFLOW_TRACKING_URI); pass --tracking-uri sqlite:///path/mlflow.db or a mlruns path."
+    )
+
+
+def normalize_uri(uri: str) -> str:
+    if "://" in uri or uri.startswith(("sqlite:", "file:")):
+        return uri
+    path = os.path.abspath(uri)
+    if not os.path.isdir(path):
+        raise InvalidInputError(
+            f"MLflow tracking store '{uri}' does not exist; pass an mlruns directory or a "
+            "sqlite:/// URI."
+        )
+    return "file://" + path
+
+
+def _client(uri: str) -> Any:
+    require("mlflow", "mlflow")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _paged(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
+    token = None
+    while True:
+        page = fetch(token)
+        yield from page
+        token = getattr(page, "token", None)
+        if not token:
+            return
+
+
+def list_mlflow_runs(
+    uri: str, experiments: Iterable[str] = ()
+) -> tuple[Any, list[tuple[Any, Any]]]:
+    """(client, [(experiment, run)]) for the runs to import, oldest first."""
+    from mlflow.entities import ViewType
+
+    client = _client(uri)
+    wanted = set(experiments)
+    exps = list(
+        _paged(
+            lambda t: client.search_experiments(
+                view_type=ViewType.ALL, max_results=PAGE_SIZE, page_token=t
+            )
+        )
+    )
+    missing = wanted - {e.name for e in exps}
+    if missing:
+        raise InvalidInputError(
+            f"The MLflow store {uri} has no experiment named {', '.join(sorted(missing))}; "
+            f"it has {', '.join(sorted(e.name for e in exps)) or 'none'}."
+        )
+    out = []
+    for exp in exps:
+        if wanted and exp.name not in wanted:
+            continue
+        for run in _paged(
+            lambda t, eid=exp.experiment_id: client.search_runs(
+                [eid], run_view_type=ViewType.ALL, max_results=PAGE_SIZE, page_token=t
+            )
+        ):
+            out.append((exp, run))
+    out.sort(key=lambda er: (er[1].info.start_time or 0, er[1].info.run_id))
+    return client, out
+
+
+def imported_ids(repo: Repo) -> set[str]:
+    return {
+        r.tags[IMPORT_TAG]
+        for r in query.all_records(repo, include_live=False).values()
+        if IMPORT_TAG in r.tags
+    }
+
+
+def build_record(repo: Repo, client: Any, exp: Any, run: Any) -> RunRecord:
+    info, data = run.info, run.data
+    tags = {str(k): str(v) for k, v in data.tags.items()}
+    name = info.run_name or tags.get("mlflow.runName") or ""
+    status = info.status if info.status in store.TERMINAL else "KILLED"
+    if status != info.status:
+        tags[IMPORT_STATUS_TAG] = str(info.status)
+    tags[IMPORT_TAG] = info.run_id
+    tags[IMPORT_EXPERIMENT_TAG] = str(exp.experiment_id)
+    if name:
+        tags["mlflow.runName"] = name
+    history: dict[str, list[Metric]] = {}
+    for key in sorted(data.metrics):
+        points = client.get_metric_history(info.run_id, key)
+        history[key] = [
+            Metric(key, float(m.value), int(m.timestamp), int(m.step or 0)) for m in points
+        ]
+    last = max((m.timestamp for ms in history.values() for m in ms), default=None)
+    end = info.end_time or last or info.start_time
+    rec = RunRecord(
+        run_id=uuid.uuid4().hex,
+        run_name=name,
+        experiment=exp.name,
+        status=status,
+        lifecycle_stage=info.lifecycle_stage or "active",
+        start_time=info.start_time,
+        end_time=end,
+        updated_time=end,
+        user=info.user_id or tags.get("mlflow.user", ""),
+        source_name=tags.get("mlflow.source.name", ""),
+        params={str(k): str(v) for k, v in data.params.items()},
+        tags=tags,
+        history=history,
+    )
+    rec.metrics = rec.latest_metrics()
+    rec.artifacts = _artifacts(repo, client, info.run_id)
+    return rec
+
+
+def _artifacts(repo: Repo, client: Any, run_id: str) -> dict[str, Artifact]:
+    from .tracking import safe_artifact_path
+
+    if not client.list_artifacts(run_id):
+        return {}
+    tmp = tempfile.mkdtemp(prefix="gitrun-mlflow-import-")
+    out: dict[str, Artifact] = {}
+    try:
+        root = client.download_artifacts(run_id, "", tmp)
+        for d, dirs, files in os.walk(root):
+            dirs.sort()
+            for f in sorted(files):
+                full = os.path.join(d, f)
+                rel = safe_artifact_path(os.path.relpath(full, root).replace(os.sep, "/"))
+                blob, sha256, size = repo.write_blob_file(full)
+                out[rel] = Artifact(rel, size, sha256, "git", blob)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def import_runs(
+    repo: Repo,
+    tracking_uri: str | None = None,
+    experiments: Iterable[str] = (),
+    progress: Callable[[list[Any]], Iterable[Any]] | None = None,
+    quiet: bool = False,
+) -> ImportResult:
+    uri = normalize_uri(tracking_uri or default_tracking_uri(repo.work_tree))
+    require("mlflow", "mlflow")
+    if quiet:
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        logging.getLogger("alembic").setLevel(logging.ERROR)
+    client, todo = list_mlflow_runs(uri, experiments)
+    done = imported_ids(repo)
+    result = ImportResult()
+    for exp, run in progress(todo) if progress else todo:
+        mid = run.info.run_id
+        if mid in done:
+            result.skipped.append(mid)
+            continue
+        rec = build_record(repo, client, exp, run)
+        store.commit_run(repo, rec)
+        done.add(mid)
+        result.imported.append((mid, rec.run_id))
+    return result
