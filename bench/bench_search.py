@@ -58,7 +58,7 @@ def generate(repo_dir: str, n: int) -> float:
     trees = {}
     base = 1_700_000_000_000
     for i in range(n):
-        rid = "%032x" % rnd.getrandbits(128)
+        rid = f"{rnd.getrandbits(128):032x}"
         start = base + i * 1000
         hist = {
             k: [Metric(k, rnd.random(), start + s, s) for s in range(10)]
