@@ -84,7 +84,7 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
             raise GitrunError(f"Artifact '{a.path}' of run {rec.run_id} is damaged in git.")
         with open(target, "wb") as f:
             f.write(data)
-    if not _prefix(path):
+    if not path or not _prefix(path):
         return dst
     return os.path.join(dst, posixpath.basename(path.strip("/")))
 

@@ -102,16 +102,17 @@ def list_mlflow_runs(
             f"The MLflow store {uri} has no experiment named {', '.join(sorted(missing))}; "
             f"it has {', '.join(sorted(e.name for e in exps)) or 'none'}."
         )
-    out = []
+    out: list[tuple[Any, Any]] = []
     for exp in exps:
         if wanted and exp.name not in wanted:
             continue
-        for run in _paged(
-            lambda t, eid=exp.experiment_id: client.search_runs(
-                [eid], run_view_type=ViewType.ALL, max_results=PAGE_SIZE, page_token=t
+
+        def page(token: str | None, eid: str = exp.experiment_id) -> Any:
+            return client.search_runs(
+                [eid], run_view_type=ViewType.ALL, max_results=PAGE_SIZE, page_token=token
             )
-        ):
-            out.append((exp, run))
+
+        out.extend((exp, run) for run in _paged(page))
     out.sort(key=lambda er: (er[1].info.start_time or 0, er[1].info.run_id))
     return client, out
 
