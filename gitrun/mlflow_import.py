@@ -66,6 +66,9 @@ def normalize_uri(uri: str) -> str:
 
 def _client(uri: str) -> Any:
     require("mlflow", "mlflow")
+    if uri.startswith("file:"):
+        # MLflow 3.x refuses mlruns directories unless asked; reading one is the point here.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
@@ -194,19 +197,27 @@ def import_runs(
 ) -> ImportResult:
     uri = normalize_uri(tracking_uri or default_tracking_uri(repo.work_tree))
     require("mlflow", "mlflow")
+    # MLflow reports through logging, some of it on the root logger (e.g. for stray
+    # directories in mlruns); quiet means none of it.
+    loggers = [logging.getLogger(n) for n in ("", "mlflow", "alembic")]
+    levels = [lg.level for lg in loggers]
     if quiet:
-        logging.getLogger("mlflow").setLevel(logging.ERROR)
-        logging.getLogger("alembic").setLevel(logging.ERROR)
-    client, todo = list_mlflow_runs(uri, experiments)
-    done = imported_ids(repo)
-    result = ImportResult()
-    for exp, run in progress(todo) if progress else todo:
-        mid = run.info.run_id
-        if mid in done:
-            result.skipped.append(mid)
-            continue
-        rec = build_record(repo, client, exp, run)
-        store.commit_run(repo, rec)
-        done.add(mid)
-        result.imported.append((mid, rec.run_id))
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+    try:
+        client, todo = list_mlflow_runs(uri, experiments)
+        done = imported_ids(repo)
+        result = ImportResult()
+        for exp, run in progress(todo) if progress else todo:
+            mid = run.info.run_id
+            if mid in done:
+                result.skipped.append(mid)
+                continue
+            rec = build_record(repo, client, exp, run)
+            store.commit_run(repo, rec)
+            done.add(mid)
+            result.imported.append((mid, rec.run_id))
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     return result

@@ -111,6 +111,14 @@ for r in mlflow.search_runs(search_all_experiments=True, output_format="list"):
 print("EXTRA " + json.dumps({
     "sk": sk.predict(X).tolist(), "py": list(map(int, py.predict(X))), "runs": runs,
 }))
+# an old-style mlruns directory, for import-mlflow
+os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+mlflow.set_tracking_uri("file://" + os.path.abspath("mlruns"))
+mlflow.set_experiment("old")
+with mlflow.start_run(run_name="from-mlruns"):
+    mlflow.log_param("p", "1")
+    for s in range(4):
+        mlflow.log_metric("m", s * 0.5, step=s)
 """
 
 
@@ -306,6 +314,18 @@ def test_import_mlflow_runs_and_reimport_adds_nothing(mlflow_side, repo):
     quiet = run_cli("import-mlflow", "-u", uri, "-q", "-e", "quickstart", cwd=repo, env=_env())
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert len(store.list_run_trees(r)) == n
+
+
+def test_import_mlflow_from_mlruns_directory(mlflow_side, repo):
+    d, _, _, _ = mlflow_side
+    p = run_cli("import-mlflow", "-u", str(d / "mlruns"), "-e", "old", "-q", cwd=repo, env=_env())
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""
+    (rec,) = [_committed(i) for i in store.list_run_trees(Repo.discover())]
+    assert rec.run_name == "from-mlruns" and rec.experiment == "old"
+    assert rec.status == "FINISHED" and rec.params == {"p": "1"}
+    assert [(m.step, m.value) for m in rec.history["m"]] == [(s, s * 0.5) for s in range(4)]
+    assert rec.start_time and rec.end_time and rec.end_time >= rec.start_time
 
 
 def test_import_mlflow_without_mlflow_says_how_to_install(repo, monkeypatch):
