@@ -576,6 +576,15 @@ def _live() -> LiveRun:
     return _stack[-1]._live
 
 
+def _other_run(run_id: str | None) -> Any:
+    """MLflow's run_id= on fluent calls: a client for that run, unless it is the active one."""
+    if run_id is None or (_stack and _stack[-1].info.run_id == run_id):
+        return None
+    from .client import MlflowClient
+
+    return MlflowClient()
+
+
 def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     _live().log_param(key, value)
     return value
@@ -584,6 +593,11 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
 def log_params(
     params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
 ) -> None:
+    client = _other_run(run_id)
+    if client is not None:
+        for k, v in params.items():
+            client.log_param(run_id, k, v)
+        return
     live = _live()
     for k, v in params.items():
         live.log_param(k, v)
@@ -598,6 +612,11 @@ def log_metric(
     run_id: str | None = None,
     **_: Any,
 ) -> None:
+    if run_id is not None:
+        client = _other_run(run_id)
+        if client is not None:
+            client.log_metric(run_id, key, value, timestamp=timestamp, step=step)
+            return
     (_stack[-1]._live if _stack else _live()).log_metric(key, value, step, timestamp)
 
 
@@ -609,8 +628,13 @@ def log_metrics(
     timestamp: int | None = None,
     **_: Any,
 ) -> None:
-    live = _live()
     ts = int(time.time() * 1000) if timestamp is None else timestamp
+    client = _other_run(run_id)
+    if client is not None:
+        for k, v in metrics.items():
+            client.log_metric(run_id, k, v, timestamp=ts, step=step)
+        return
+    live = _live()
     for k, v in metrics.items():
         live.log_metric(k, v, step, ts)
 
@@ -639,6 +663,10 @@ def _dest(local_path: str, artifact_path: str | None) -> str:
 def log_artifact(
     local_path: str, artifact_path: str | None = None, run_id: str | None = None
 ) -> None:
+    client = _other_run(run_id)
+    if client is not None:
+        client.log_artifact(run_id, local_path, artifact_path)
+        return
     if not os.path.exists(local_path):
         raise InvalidInputError(
             f"Artifact '{local_path}' does not exist; check the path (relative paths are "
@@ -653,6 +681,10 @@ def log_artifact(
 def log_artifacts(
     local_dir: str, artifact_path: str | None = None, run_id: str | None = None
 ) -> None:
+    client = _other_run(run_id)
+    if client is not None:
+        client.log_artifacts(run_id, local_dir, artifact_path)
+        return
     if not os.path.isdir(local_dir):
         raise InvalidInputError(
             f"Artifact directory '{local_dir}' does not exist or is not a directory."
@@ -669,6 +701,10 @@ def log_artifacts(
 
 
 def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    client = _other_run(run_id)
+    if client is not None:
+        client.log_text(run_id, text, artifact_file)
+        return
     _live().log_artifact_bytes(text.encode("utf-8"), artifact_file)
 
 
@@ -679,7 +715,7 @@ def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> 
         data = yaml.safe_dump(dictionary, default_flow_style=False, sort_keys=False)
     else:
         data = json.dumps(dictionary, indent=2)
-    log_text(data, artifact_file)
+    log_text(data, artifact_file, run_id)
 
 
 def log_figure(

@@ -274,3 +274,15 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_fluent_run_id_argument_logs_to_that_run(repo):
+    with gitrun.start_run(run_name="first") as first:
+        gitrun.log_metric("a", 1)
+    with gitrun.start_run(run_name="second") as second:
+        gitrun.log_metric("b", 2.0, run_id=first.info.run_id)
+        gitrun.log_params({"p": "x"}, run_id=first.info.run_id)
+        gitrun.log_metric("c", 3.0, run_id=second.info.run_id)
+    assert committed(first.info.run_id).metrics == {"a": 1.0, "b": 2.0}
+    assert committed(first.info.run_id).params == {"p": "x"}
+    assert committed(second.info.run_id).metrics == {"c": 3.0}
