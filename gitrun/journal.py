@@ -23,7 +23,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import sys
 import time
 from typing import Any
@@ -173,7 +172,13 @@ def retire(live_dir: str) -> None:
         os.rename(live_dir, trash)
     except OSError:
         return
-    shutil.rmtree(trash, ignore_errors=True)
+    _rmtree(trash, ignore_errors=True)
+
+
+def _rmtree(path: str, ignore_errors: bool = True) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def live_runs(repo: Repo) -> list[RunRecord]:
@@ -204,12 +209,12 @@ def recover(repo: Repo, quiet: bool = False) -> list[RunRecord]:
     for name in names:
         d = os.path.join(root, name)
         if name.startswith(".done-"):
-            shutil.rmtree(d, ignore_errors=True)  # a retire() interrupted half-way
+            _rmtree(d, ignore_errors=True)  # a retire() interrupted half-way
             continue
         if name.startswith("."):
             # .new-*: a run being created right now, or whose creator died doing so
             if time.time() - _mtime(d) > 3600:
-                shutil.rmtree(d, ignore_errors=True)
+                _rmtree(d, ignore_errors=True)
             continue
         path = os.path.join(d, JOURNAL)
         try:

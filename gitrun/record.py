@@ -66,7 +66,9 @@ def read_structured(path: str, what: str) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as e:
-        raise InvalidInputError(f"The {what} file '{path}' cannot be parsed ({e}); fix it.") from None
+        raise InvalidInputError(
+            f"The {what} file '{path}' cannot be parsed ({e}); fix it."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -123,14 +125,20 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     if params_file is None and os.path.exists(DEFAULT_PARAMS_FILE):
         params_file = DEFAULT_PARAMS_FILE
     if params_file:
-        params.update({k: _param_text(v) for k, v in read_structured(params_file, "params").items()})
+        params.update(
+            {k: _param_text(v) for k, v in read_structured(params_file, "params").items()}
+        )
     params.update(opts.params)
     metrics_file = opts.metrics_file or cfg.get("metrics-file")
     artifacts = list(cfg.get("artifacts") or []) + list(opts.artifacts)
     # What was given on this command line (config files travel with the code), so that
     # `gitrun rerun` can repeat the same `gitrun record` invocation.
-    given = {"params": dict(opts.params), "params_file": opts.params_file,
-             "metrics_file": opts.metrics_file, "artifacts": list(opts.artifacts)}
+    given = {
+        "params": dict(opts.params),
+        "params_file": opts.params_file,
+        "metrics_file": opts.metrics_file,
+        "artifacts": list(opts.artifacts),
+    }
     # Always written, so that its absence means "recorded by an older gitrun".
     given = {k: v for k, v in given.items() if v}
     tags[RECORD_OPTIONS_TAG] = json.dumps(given, sort_keys=True, ensure_ascii=False)
@@ -164,7 +172,9 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     env[tracking.ENV_EXPERIMENT] = rec0.experiment
     env.setdefault("PYTHONUNBUFFERED", "1")  # so output streams as it is printed
 
-    status, exit_code = _run_child(opts.command, env, os.path.join(live.live_dir, "output.log"), live)
+    status, exit_code = _run_child(
+        opts.command, env, os.path.join(live.live_dir, "output.log"), live
+    )
 
     problems = []
     if metrics_file and (exit_code == 0 or os.path.exists(metrics_file)):
@@ -203,9 +213,10 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         print(f"gitrun: {p}", file=sys.stderr)
     if problems and exit_code == 0:
         exit_code = 1
-    from . import sync
+    if repo.config("gitrun.autopush") is not None or cfg.get("auto-push") is not None:
+        from . import sync
 
-    sync.maybe_auto_push(repo, opts.quiet)
+        sync.maybe_auto_push(repo, opts.quiet)
     return exit_code, rec
 
 
@@ -230,8 +241,12 @@ def _run_child(
             return "FAILED", 126
         lock = threading.Lock()
         pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, _out(sys.stdout), log, lock), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, _out(sys.stderr), log, lock), daemon=True),
+            threading.Thread(
+                target=_pump, args=(proc.stdout, _out(sys.stdout), log, lock), daemon=True
+            ),
+            threading.Thread(
+                target=_pump, args=(proc.stderr, _out(sys.stderr), log, lock), daemon=True
+            ),
         ]
         for t in pumps:
             t.start()
@@ -276,4 +291,3 @@ def _run_child(
 
 def _out(stream: Any) -> IO[bytes] | None:
     return getattr(stream, "buffer", None)
-

@@ -10,18 +10,14 @@ wrapper commits.
 from __future__ import annotations
 
 import atexit
-import getpass
-import io
 import json
 import numbers
 import os
 import posixpath
 import re
-import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -227,7 +223,7 @@ def new_run(
     from . import codestate, config, envinfo, store
 
     journal.recover(repo, quiet=quiet)
-    run_id = uuid.uuid4().hex
+    run_id = new_run_id()
     if max_untracked is None:
         max_untracked = config.max_untracked_size(config.load(repo.work_tree))
     code = codestate.capture(repo, run_id, max_untracked, quiet=quiet)
@@ -243,7 +239,7 @@ def new_run(
         "experiment": experiment,
         "start_time": int(time.time() * 1000),
         "user": user,
-        "host": socket.gethostname(),
+        "host": os.uname().nodename if hasattr(os, "uname") else "",
         "source_name": source,
         "command": command,
         "cwd": cwd,
@@ -291,7 +287,17 @@ def _env_blob(repo: Repo, env: dict[str, Any]) -> str:
     return _env_blobs[key]
 
 
+def new_run_id() -> str:
+    """A random UUID4 as 32 hex characters (MLflow's run id form); uuid costs 5 ms to import."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return b.hex()
+
+
 def _user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except Exception:
@@ -721,6 +727,8 @@ def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> 
 def log_figure(
     figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] | None = None
 ) -> None:
+    import io
+
     buf = io.BytesIO()
     ext = os.path.splitext(artifact_file)[1].lstrip(".") or "png"
     if hasattr(figure, "savefig"):  # matplotlib
@@ -749,6 +757,8 @@ def log_image(image: Any, artifact_file: str | None = None, **_: Any) -> None:
             "log_image needs Pillow to encode images; install it with `pip install pillow`."
         ) from None
     img = image if isinstance(image, Image.Image) else Image.fromarray(_to_uint8(image))
+    import io
+
     buf = io.BytesIO()
     img.save(buf, format=os.path.splitext(artifact_file)[1].lstrip(".").upper() or "PNG")
     _live().log_artifact_bytes(buf.getvalue(), artifact_file)

@@ -8,13 +8,18 @@ import pytest
 from click.testing import CliRunner
 
 import gitrun
-from gitrun.cli import cli
+from gitrun.cli import COMMANDS, cli, load_all
 
 from .conftest import run_cli
 
 
 def all_commands():
-    return sorted(cli.commands)
+    return sorted(COMMANDS)
+
+
+def test_command_table_matches_the_registered_commands():
+    load_all()
+    assert sorted(cli.commands) == sorted(COMMANDS)
 
 
 @pytest.mark.parametrize("name", all_commands())
@@ -64,10 +69,10 @@ def test_ambiguous_name_lists_candidates(repo):
 
 
 def test_ambiguous_prefix(repo, monkeypatch):
-    import uuid
+    from gitrun import tracking
 
     ids = iter(["abcd1111" + "0" * 24, "abcd2222" + "0" * 24])
-    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(next(ids)))
+    monkeypatch.setattr(tracking, "new_run_id", lambda: next(ids))
     for _ in range(2):
         with gitrun.start_run():
             pass

@@ -286,3 +286,14 @@ def test_fluent_run_id_argument_logs_to_that_run(repo):
     assert committed(first.info.run_id).metrics == {"a": 1.0, "b": 2.0}
     assert committed(first.info.run_id).params == {"p": "x"}
     assert committed(second.info.run_id).metrics == {"c": 3.0}
+
+
+def test_run_ids_are_uuid4_hex():
+    import uuid
+
+    from gitrun.tracking import new_run_id
+
+    ids = {new_run_id() for _ in range(100)}
+    assert len(ids) == 100
+    for i in ids:
+        assert len(i) == 32 and uuid.UUID(i).version == 4 and uuid.UUID(i).hex == i

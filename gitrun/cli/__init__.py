@@ -9,19 +9,41 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import tempfile
-import traceback
 from typing import Any
 
 import click
 
 from ..errors import GitrunError
 
-# One module per group of commands; each adds its commands to `cli` on import.
-COMMAND_MODULES = ("core", "search", "checkout", "sync", "mlflow_import")
+# Which module defines each command.  A module is imported only when one of its
+# commands runs (or help lists them all), so `gitrun record` does not pay for the rest.
+COMMANDS = {
+    "record": "core",
+    "ls": "core",
+    "show": "core",
+    "demo": "core",
+    "search": "search",
+    "diff": "search",
+    "checkout": "checkout",
+    "rerun": "checkout",
+    "push": "sync",
+    "pull": "sync",
+    "remote-runs": "sync",
+    "config": "sync",
+    "import-mlflow": "mlflow_import",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
 class GitrunGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"{__name__}.{COMMANDS[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -46,12 +68,9 @@ def cli() -> None:
     """
 
 
-for _name in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"{__name__}.{_name}":
-            raise
+def load_all() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}")
 
 
 def main() -> None:
@@ -63,6 +82,9 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception:  # a bug in gitrun: say so, keep the traceback in a file
+        import tempfile
+        import traceback
+
         path = os.path.join(tempfile.gettempdir(), "gitrun-crash.log")
         with open(path, "w", encoding="utf-8") as f:
             traceback.print_exc(file=f)
