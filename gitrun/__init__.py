@@ -7,37 +7,72 @@ GitPython, no git process until a run starts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .entities import Experiment, Metric, Param, Run, RunData, RunInfo, RunTag
 from .errors import GitrunError, MlflowException
-from .tracking import (
-    ActiveRun,
-    active_run,
-    create_experiment,
-    delete_tag,
-    end_run,
-    get_artifact_uri,
-    get_experiment,
-    get_experiment_by_name,
-    get_metric_history,
-    get_run,
-    last_active_run,
-    log_artifact,
-    log_artifacts,
-    log_dict,
-    log_figure,
-    log_image,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    log_text,
-    set_experiment,
-    set_tag,
-    set_tags,
-    start_run,
+
+if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
+    from .entities import Experiment, Metric, Param, Run, RunData, RunInfo, RunTag
+    from .tracking import (
+        ActiveRun,
+        active_run,
+        create_experiment,
+        delete_tag,
+        end_run,
+        get_artifact_uri,
+        get_experiment,
+        get_experiment_by_name,
+        get_metric_history,
+        get_run,
+        last_active_run,
+        log_artifact,
+        log_artifacts,
+        log_dict,
+        log_figure,
+        log_image,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        set_experiment,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+
+# The fluent API lives in gitrun.tracking; it is imported on first use, so tools that
+# only search (the CLI's `gitrun search`) never pay for it.
+_TRACKING = frozenset(
+    {
+        "ActiveRun",
+        "active_run",
+        "create_experiment",
+        "delete_tag",
+        "end_run",
+        "get_artifact_uri",
+        "get_experiment",
+        "get_experiment_by_name",
+        "get_metric_history",
+        "get_run",
+        "last_active_run",
+        "log_artifact",
+        "log_artifacts",
+        "log_dict",
+        "log_figure",
+        "log_image",
+        "log_metric",
+        "log_metrics",
+        "log_param",
+        "log_params",
+        "log_text",
+        "set_experiment",
+        "set_tag",
+        "set_tags",
+        "start_run",
+    }
 )
+_ENTITIES = frozenset({"Experiment", "Metric", "Param", "Run", "RunData", "RunInfo", "RunTag"})
 
 __version__ = "0.1.0"
 
@@ -92,6 +127,11 @@ _ALIASES = {"exceptions": "gitrun.errors", "models": "gitrun.mlmodel"}
 def __getattr__(name: str) -> Any:
     import importlib
 
+    if name in _TRACKING or name in _ENTITIES:
+        mod = importlib.import_module("gitrun.tracking" if name in _TRACKING else "gitrun.entities")
+        value = getattr(mod, name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     if name in _LAZY:
         mod, attr = _LAZY[name]
         return getattr(importlib.import_module(mod), attr)

@@ -17,7 +17,6 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 from .errors import GitError, NotAGitRepoError
 
@@ -77,15 +76,29 @@ def _read_text(path: str) -> str | None:
         return None
 
 
-@dataclass
 class Repo:
     """A git repository as gitrun sees it."""
 
-    git_dir: str  # per-worktree git dir (HEAD, index)
-    common_dir: str  # objects, refs, config (== git_dir outside linked worktrees)
-    work_tree: str | None
-    _cat: CatFile | None = field(default=None, repr=False)
-    _config: dict[str, str] | None = field(default=None, repr=False)
+    def __init__(self, git_dir: str, common_dir: str, work_tree: str | None) -> None:
+        self.git_dir = git_dir  # per-worktree git dir (HEAD, index)
+        self.common_dir = common_dir  # objects, refs, config (== git_dir outside worktrees)
+        self.work_tree = work_tree
+        self._cat: CatFile | None = None
+        self._config: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Repo(git_dir={self.git_dir!r}, work_tree={self.work_tree!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Repo):
+            return NotImplemented
+        return (self.git_dir, self.common_dir, self.work_tree) == (
+            other.git_dir,
+            other.common_dir,
+            other.work_tree,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     # -- discovery -------------------------------------------------------
     @classmethod
@@ -416,12 +429,14 @@ class Repo:
             self._cat = None
 
 
-@dataclass
 class WorkTreeStatus:
-    head: str | None  # None on an unborn branch
-    branch: str | None  # None when detached
-    changed: list[str]  # tracked paths with changes (staged or not)
-    untracked: list[str]
+    def __init__(
+        self, head: str | None, branch: str | None, changed: list[str], untracked: list[str]
+    ) -> None:
+        self.head = head  # None on an unborn branch
+        self.branch = branch  # None when detached
+        self.changed = changed  # tracked paths with changes (staged or not)
+        self.untracked = untracked
 
     @property
     def dirty(self) -> bool:
