@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import config, tracking
@@ -27,18 +26,32 @@ DEFAULT_PARAMS_FILE = "params.yaml"
 RECORD_OPTIONS_TAG = "gitrun.record.options"
 
 
-@dataclass
 class RecordOptions:
-    command: list[str]
-    name: str | None = None
-    experiment: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: list[str] = field(default_factory=list)
-    params_file: str | None = None
-    metrics_file: str | None = None
-    quiet: bool = False
-    extra_env: dict[str, str] = field(default_factory=dict)
+    """What `gitrun record` was asked to do (a plain class: no dataclasses at start-up)."""
+
+    def __init__(
+        self,
+        command: list[str],
+        name: str | None = None,
+        experiment: str | None = None,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        artifacts: list[str] | None = None,
+        params_file: str | None = None,
+        metrics_file: str | None = None,
+        quiet: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.name = name
+        self.experiment = experiment
+        self.params = params or {}
+        self.tags = tags or {}
+        self.artifacts = artifacts or []
+        self.params_file = params_file
+        self.metrics_file = metrics_file
+        self.quiet = quiet
+        self.extra_env = extra_env or {}
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
