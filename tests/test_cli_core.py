@@ -121,3 +121,18 @@ def test_git_log_shows_one_readable_commit_per_run(repo):
         gitrun.log_metric("f1_score", 0.912)
     subject = git(repo, "log", "-1", "--format=%s", "refs/gitrun/runs").strip()
     assert subject == "rf (churn): f1_score=0.912 [FINISHED]"
+
+
+def test_cli_search_covers_every_experiment_unless_told(repo, monkeypatch):
+    for exp in ("churn", "fraud"):
+        gitrun.set_experiment(exp)
+        with gitrun.start_run(run_name=f"in-{exp}"):
+            gitrun.log_metric("f1", 0.9)
+    res = CliRunner().invoke(cli, ["search", "metrics.f1 > 0.5", "--format", "json"])
+    rows = json.loads(res.output)
+    assert sorted(r["tags.mlflow.runName"] for r in rows) == ["in-churn", "in-fraud"]
+    out = CliRunner().invoke(cli, ["search", "-e", "fraud", "--format", "json"]).output
+    assert [r["tags.mlflow.runName"] for r in json.loads(out)] == ["in-fraud"]
+    monkeypatch.setenv("GITRUN_EXPERIMENT_NAME", "churn")
+    out = CliRunner().invoke(cli, ["search", "--format", "json"]).output
+    assert [r["tags.mlflow.runName"] for r in json.loads(out)] == ["in-churn"]

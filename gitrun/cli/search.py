@@ -101,9 +101,10 @@ def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
 def search(filter_string, experiments, all_experiments, order_by, max_results, columns, view, fmt):
     """Search runs with MLflow's filter syntax (plus OR, NOT, parentheses, IN).
 
-    Without -e or --all-experiments, searches the active experiment
-    ($GITRUN_EXPERIMENT / $MLFLOW_EXPERIMENT_NAME, else Default). The grammar
-    is in docs/search.md. json and csv use search_runs' DataFrame columns.
+    Without -e, searches every experiment (like `gitrun ls`), or only the one
+    named by $GITRUN_EXPERIMENT_NAME / $MLFLOW_EXPERIMENT_NAME when set. (The
+    Python search_runs() keeps MLflow's rule: the active experiment.) The
+    grammar is in docs/search.md. json and csv use search_runs' DataFrame columns.
 
     \b
     Example:
@@ -111,11 +112,19 @@ def search(filter_string, experiments, all_experiments, order_by, max_results, c
       gitrun search -e churn --columns run_id,params.depth,metrics.acc --format csv
       gitrun search --all-experiments "metrics.loss.min < 0.1 or tags.best = 'yes'"
     """
+    import os
+
     from ..output import render
     from ..query.api import frame_columns, resolve_experiments
     from ..query.index import search as do_search
 
     r = repo()
+    env_exp = os.environ.get("GITRUN_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if not experiments and not all_experiments:
+        if env_exp:
+            experiments = (env_exp,)
+        else:
+            all_experiments = True
     exps = resolve_experiments(r, None, list(experiments) or None, all_experiments)
     lifecycles = {"active": ("active",), "deleted": ("deleted",), "all": None}[view]
     rows = []
