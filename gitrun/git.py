@@ -85,6 +85,7 @@ class Repo:
         self.work_tree = work_tree
         self._cat: CatFile | None = None
         self._config: dict[str, str] | None = None
+        self._trees: dict[str, list[tuple[str, str, str]]] = {}
 
     def __repr__(self) -> str:
         return f"Repo(git_dir={self.git_dir!r}, work_tree={self.work_tree!r})"
@@ -259,10 +260,11 @@ class Repo:
 
     def write_tree(self, entries: Iterable[tuple[str, str, str]]) -> str:
         """entries: (mode, name, sha).  Sorted the way git sorts trees."""
-        parts = []
-        for mode, name, sha in sorted(entries, key=_tree_sort_key):
-            parts.append(f"{mode} {name}\0".encode() + bytes.fromhex(sha))
-        return self.write_object("tree", b"".join(parts))
+        ordered = sorted(entries, key=_tree_sort_key)
+        parts = [f"{mode} {name}\0".encode() + bytes.fromhex(sha) for mode, name, sha in ordered]
+        tree = self.write_object("tree", b"".join(parts))
+        self._remember_tree(tree, ordered)
+        return tree
 
     def write_commit(
         self,
@@ -302,10 +304,22 @@ class Repo:
         return self._cat
 
     def read_tree(self, sha: str) -> list[tuple[str, str, str]]:
+        cached = self._trees.get(sha)
+        if cached is not None:
+            return list(cached)
         kind, data = self.read_object(sha)
         if kind != "tree":
             raise GitError(f"object {sha} is a {kind}, not a tree.")
-        return parse_tree(data, 32 if self.object_format == "sha256" else 20)
+        entries = parse_tree(data, 32 if self.object_format == "sha256" else 20)
+        self._remember_tree(sha, entries)
+        return list(entries)
+
+    def _remember_tree(self, sha: str, entries: list[tuple[str, str, str]]) -> None:
+        # Objects are immutable, so a tree read or written once never needs parsing again
+        # (the next run's commit starts from the trees this one wrote).
+        if len(self._trees) > 4096:
+            self._trees.clear()
+        self._trees[sha] = entries
 
     def read_commit(self, sha: str) -> tuple[str, list[str], str]:
         """(tree, parents, message)."""
