@@ -27,6 +27,7 @@ LINK_MODE = "120000"
 GITLINK_MODE = "160000"
 
 _known_dirs: set[str] = set()
+_repos: dict[tuple[str, str | None], Repo] = {}
 
 # git refuses to start when these leak from a parent git process (hooks, `git rebase -x`).
 _GIT_ENV_DROP = ("GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX")
@@ -68,6 +69,13 @@ def run_git(
     return proc
 
 
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
 def _read_text(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:
@@ -85,6 +93,7 @@ class Repo:
         self.work_tree = work_tree
         self._cat: CatFile | None = None
         self._config: dict[str, str] | None = None
+        self._config_stamp: tuple[int, ...] = ()
         self._trees: dict[str, list[tuple[str, str, str]]] = {}
 
     def __repr__(self) -> str:
@@ -130,11 +139,17 @@ class Repo:
 
     @classmethod
     def _make(cls, git_dir: str, work_tree: str | None) -> Repo:
-        common = git_dir
-        cd = _read_text(os.path.join(git_dir, "commondir"))
-        if cd:
-            common = os.path.normpath(os.path.join(git_dir, cd.strip()))
-        return cls(git_dir=git_dir, common_dir=common, work_tree=work_tree)
+        # One Repo per repository and process, so its caches (config, parsed trees,
+        # the cat-file process) serve every run the process records.
+        key = (git_dir, work_tree)
+        repo = _repos.get(key)
+        if repo is None:
+            common = git_dir
+            cd = _read_text(os.path.join(git_dir, "commondir"))
+            if cd:
+                common = os.path.normpath(os.path.join(git_dir, cd.strip()))
+            repo = _repos[key] = cls(git_dir=git_dir, common_dir=common, work_tree=work_tree)
+        return repo
 
     @classmethod
     def _from_git(cls, start: str) -> Repo:
@@ -177,20 +192,23 @@ class Repo:
 
     # -- config (read directly; spawning `git config` costs ~2 ms) ----------
     def config(self, key: str) -> str | None:
-        if self._config is None:
+        home = os.path.expanduser("~")
+        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+        paths = (
+            "/etc/gitconfig",
+            os.path.join(xdg, "git", "config"),
+            os.path.join(home, ".gitconfig"),
+            os.path.join(self.common_dir, "config"),
+        )
+        stamp = tuple(_mtime_ns(p) for p in paths)
+        if self._config is None or stamp != self._config_stamp:
             cfg: dict[str, str] = {}
-            home = os.path.expanduser("~")
-            xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-            for path in (
-                "/etc/gitconfig",
-                os.path.join(xdg, "git", "config"),
-                os.path.join(home, ".gitconfig"),
-                os.path.join(self.common_dir, "config"),
-            ):
+            for path in paths:
                 text = _read_text(path)
                 if text:
                     cfg.update(parse_config(text))
             self._config = cfg
+            self._config_stamp = stamp
         return self._config.get(key.lower())
 
     @property
