@@ -94,6 +94,8 @@ class Repo:
         self._cat: CatFile | None = None
         self._config: dict[str, str] | None = None
         self._config_stamp: tuple[int, ...] = ()
+        self._object_format: str | None = None
+        self._reftable: bool | None = None
         self._trees: dict[str, list[tuple[str, str, str]]] = {}
 
     def __repr__(self) -> str:
@@ -213,11 +215,17 @@ class Repo:
 
     @property
     def object_format(self) -> str:
-        return (self.config("extensions.objectformat") or "sha1").lower()
+        # Fixed when the repository is created: read once.
+        if self._object_format is None:
+            self._object_format = (self.config("extensions.objectformat") or "sha1").lower()
+        return self._object_format
 
     @property
     def uses_reftable(self) -> bool:
-        return (self.config("extensions.refstorage") or "files").lower() == "reftable"
+        if self._reftable is None:
+            storage = (self.config("extensions.refstorage") or "files").lower()
+            self._reftable = storage == "reftable"
+        return self._reftable
 
     def identity(self) -> tuple[str, str]:
         """(name, email) for gitrun's commits; never fails when git has no identity."""
