@@ -128,8 +128,8 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     if name in _TRACKING or name in _ENTITIES:
-        mod = importlib.import_module("gitrun.tracking" if name in _TRACKING else "gitrun.entities")
-        value = getattr(mod, name)
+        module = "gitrun.tracking" if name in _TRACKING else "gitrun.entities"
+        value = getattr(importlib.import_module(module), name)
         globals()[name] = value  # later lookups skip __getattr__
         return value
     if name in _LAZY:

@@ -174,8 +174,8 @@ def show(run, fmt):
             line += f"  (clean, on {where})"
         out.append(line)
         for big in code.get("large_untracked") or []:
-            size = fmt_size(big["size"])
-            out.append(f"            not captured: {big['path']} ({size}, sha256 {big['sha256'][:12]})")
+            size, digest = fmt_size(big["size"]), big["sha256"][:12]
+            out.append(f"            not captured: {big['path']} ({size}, sha256 {digest})")
     out.append("params" + ("" if rec.params else "      (none)"))
     out += yaml_block(rec.params)
     out.append("metrics" + ("" if rec.metrics else "     (none)"))
