@@ -364,7 +364,7 @@ class CheckoutResult:
         if self.stash:
             lines.append(
                 f"Stashed your uncommitted changes and untracked files as "
-                f"\"{self.stash}\"; `git stash pop` brings them back."
+                f'"{self.stash}"; `git stash pop` brings them back.'
             )
         if self.mode == "in-place":
             lines.append(
@@ -453,8 +453,9 @@ def _artifacts_only(repo: Repo, rec: RunRecord, directory: str) -> CheckoutResul
     else:
         os.makedirs(root)
     written = write_planned(root, planned)
-    return CheckoutResult(rec, "artifacts-only", root, written=written,
-                          unchanged=len(planned) - written)
+    return CheckoutResult(
+        rec, "artifacts-only", root, written=written, unchanged=len(planned) - written
+    )
 
 
 def _worktree(
@@ -482,9 +483,7 @@ def _worktree(
         args = ["worktree", "add", "--detach", root, commit]
     proc = repo.git(*args, check=False)
     if proc.returncode != 0:
-        raise GitError(
-            f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}"
-        )
+        raise GitError(f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}")
     try:
         plan_in(root, planned, replaced)
         written = write_planned(root, planned)
@@ -492,8 +491,16 @@ def _worktree(
         repo.git("worktree", "remove", "--force", root, check=False)
         repo.git("worktree", "prune", check=False)
         raise
-    return CheckoutResult(rec, "worktree", root, commit=commit, branch=branch, written=written,
-                          unchanged=len(planned) - written, not_captured=_warn_large(rec))
+    return CheckoutResult(
+        rec,
+        "worktree",
+        root,
+        commit=commit,
+        branch=branch,
+        written=written,
+        unchanged=len(planned) - written,
+        not_captured=_warn_large(rec),
+    )
 
 
 def _in_place(
@@ -554,6 +561,14 @@ def _in_place(
                 repo.git("branch", "-D", name, check=False)
         raise
     written = write_planned(root, planned)
-    return CheckoutResult(rec, "in-place", root, commit=commit, branch=name, stash=stashed,
-                          written=written, unchanged=len(planned) - written,
-                          not_captured=_warn_large(rec))
+    return CheckoutResult(
+        rec,
+        "in-place",
+        root,
+        commit=commit,
+        branch=name,
+        stash=stashed,
+        written=written,
+        unchanged=len(planned) - written,
+        not_captured=_warn_large(rec),
+    )

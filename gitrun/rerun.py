@@ -111,8 +111,13 @@ class RerunResult:
         from .output import table
 
         rows = [
-            [r.label, _show(r.original), _show(r.rerun),
-             "" if r.delta is None else f"{r.delta:+.3g}", "ok" if r.ok else "DIFFERS"]
+            [
+                r.label,
+                _show(r.original),
+                _show(r.rerun),
+                "" if r.delta is None else f"{r.delta:+.3g}",
+                "ok" if r.ok else "DIFFERS",
+            ]
             for r in self.rows
         ]
         return table(["metric", "original", "rerun", "delta", "ok"], rows)
@@ -173,8 +178,16 @@ def compare(
         ok = bool(oa and na and oa.sha256 == na.sha256)
         note = "" if ok or not (oa and na) else "sha256 differs"
         rows.append(Comparison("artifact", path, o, n, None, ok, note))
-    rows.append(Comparison("exit code", "", original.exit_code, new.exit_code, None,
-                           original.exit_code == new.exit_code))
+    rows.append(
+        Comparison(
+            "exit code",
+            "",
+            original.exit_code,
+            new.exit_code,
+            None,
+            original.exit_code == new.exit_code,
+        )
+    )
     return rows
 
 
@@ -335,8 +348,7 @@ def _stats(root: str, base: list[str], rec: RunRecord) -> dict[str, tuple[int, i
 
 
 def _record_in(
-    repo: Repo,
-    root: str, base: list[str], rec: RunRecord, options: dict[str, Any], quiet: bool
+    repo: Repo, root: str, base: list[str], rec: RunRecord, options: dict[str, Any], quiet: bool
 ) -> RunRecord:
     from .record import RecordOptions, record
 

@@ -29,8 +29,7 @@ def record_dirty(repo):
     git(repo, "commit", "-qam", "train")
     (repo / "train.py").write_text(TRAIN + "# tuned\n")
     (repo / "data.csv").write_text("1,2,3\n")
-    p = run_cli("record", "-q", "-n", "dirty", "-a", "model.bin", "--",
-                sys.executable, "train.py")
+    p = run_cli("record", "-q", "-n", "dirty", "-a", "model.bin", "--", sys.executable, "train.py")
     assert p.returncode == 0, p.stderr
     rid = Repo.discover(str(repo)).read_ref(store.RUNS_REF)
     assert rid
@@ -135,27 +134,41 @@ def craft(repo_path, artifacts, code=True, link=None, cwd=None):
     rid = uuid.uuid4().hex
     now = int(time.time() * 1000)
     head = git(repo_path, "rev-parse", "HEAD").strip()
-    rec = RunRecord(run_id=rid, run_name="crafted", status="FINISHED", start_time=now,
-                    end_time=now, updated_time=now, code={"commit": head} if code else {},
-                    command=["true"], cwd=cwd, exit_code=0)
+    rec = RunRecord(
+        run_id=rid,
+        run_name="crafted",
+        status="FINISHED",
+        start_time=now,
+        end_time=now,
+        updated_time=now,
+        code={"commit": head} if code else {},
+        command=["true"],
+        cwd=cwd,
+        exit_code=0,
+    )
     for path, data in artifacts.items():
-        rec.artifacts[path] = Artifact(path, len(data), hashlib.sha256(data).hexdigest(), "git",
-                                       r.write_blob(data))
+        rec.artifacts[path] = Artifact(
+            path, len(data), hashlib.sha256(data).hexdigest(), "git", r.write_blob(data)
+        )
     if link:
         path, target = link
         data = target.encode()
-        rec.artifacts[path] = Artifact(path, len(data), hashlib.sha256(data).hexdigest(), "git",
-                                       r.write_blob(data))
+        rec.artifacts[path] = Artifact(
+            path, len(data), hashlib.sha256(data).hexdigest(), "git", r.write_blob(data)
+        )
         files = {n: r.write_blob(d) for n, d in store.run_files(rec).items()}
         entries = [(BLOB_MODE, n, s) for n, s in files.items()]
         art = r.write_tree([(LINK_MODE, path, r.write_blob(data))])
         entries.append((TREE_MODE, store.ARTIFACTS_DIR, art))
         tree = r.write_tree(entries)
     else:
-        tree = store._build_tree(r, {
-            **{n: r.write_blob(d) for n, d in store.run_files(rec).items()},
-            **{f"{store.ARTIFACTS_DIR}/{a.path}": a.blob for a in rec.artifacts.values()},
-        })
+        tree = store._build_tree(
+            r,
+            {
+                **{n: r.write_blob(d) for n, d in store.run_files(rec).items()},
+                **{f"{store.ARTIFACTS_DIR}/{a.path}": a.blob for a in rec.artifacts.values()},
+            },
+        )
     old = r.read_ref(store.RUNS_REF)
     root = store.put_run_dirs(r, store.tip_tree(r, old), {rid: tree})
     parents = [old or store._root_commit(r)] + ([head] if code else [])
@@ -168,8 +181,16 @@ def files_under(d):
     return sorted(str(p.relative_to(d)) for p in d.rglob("*")) if d.exists() else []
 
 
-BAD_PATHS = ["../escape.txt", "sub/../../escape.txt", ".git/hooks/post-checkout",
-             "sub/.GIT/config", "ABSOLUTE", "a//b", "./x", "bad\x01name"]
+BAD_PATHS = [
+    "../escape.txt",
+    "sub/../../escape.txt",
+    ".git/hooks/post-checkout",
+    "sub/.GIT/config",
+    "ABSOLUTE",
+    "a//b",
+    "./x",
+    "bad\x01name",
+]
 
 
 @pytest.mark.parametrize("bad", BAD_PATHS)

@@ -97,8 +97,14 @@ def test_api_only_run_has_no_command(repo):
     r = Repo.discover(str(repo))
     now = int(time.time() * 1000)
     head = git(repo, "rev-parse", "HEAD").strip()
-    rec = RunRecord(run_id=uuid.uuid4().hex, run_name="api-only", status="FINISHED",
-                    start_time=now, end_time=now, code={"commit": head})
+    rec = RunRecord(
+        run_id=uuid.uuid4().hex,
+        run_name="api-only",
+        status="FINISHED",
+        start_time=now,
+        end_time=now,
+        code={"commit": head},
+    )
     store.commit_run(r, rec)
     p = run_cli("rerun", "api-only")
     assert p.returncode == 1
@@ -148,14 +154,29 @@ def test_env_diff_only(repo):
 
 
 def test_compare_rules():
-    a = RunRecord("a", metrics={"x": 1.0, "n": math.nan, "i": math.inf, "gone": 1.0},
-                  artifacts={"m": Artifact("m", 1, "aa"), "only": Artifact("only", 1, "bb")},
-                  exit_code=0)
-    b = RunRecord("b", metrics={"x": 1.0 + 1e-12, "n": math.nan, "i": math.inf, "new": 2.0},
-                  artifacts={"m": Artifact("m", 1, "aa")}, exit_code=0)
+    a = RunRecord(
+        "a",
+        metrics={"x": 1.0, "n": math.nan, "i": math.inf, "gone": 1.0},
+        artifacts={"m": Artifact("m", 1, "aa"), "only": Artifact("only", 1, "bb")},
+        exit_code=0,
+    )
+    b = RunRecord(
+        "b",
+        metrics={"x": 1.0 + 1e-12, "n": math.nan, "i": math.inf, "new": 2.0},
+        artifacts={"m": Artifact("m", 1, "aa")},
+        exit_code=0,
+    )
     rows = {r.label: r.ok for r in compare(a, b)}
-    assert rows == {"x": False, "n": True, "i": True, "gone": False, "new": False,
-                    "artifact m": True, "artifact only": False, "exit code": True}
+    assert rows == {
+        "x": False,
+        "n": True,
+        "i": True,
+        "gone": False,
+        "new": False,
+        "artifact m": True,
+        "artifact only": False,
+        "exit code": True,
+    }
     assert {r.label: r.ok for r in compare(a, b, rtol=1e-9)}["x"]
     assert close(1.0, 1.1, 0, 0.2) and not close(1.0, 1.1, 0, 0.05)
     assert not close(math.nan, 1.0, 1, 1) and not close(math.inf, -math.inf, 1, 1)

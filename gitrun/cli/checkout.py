@@ -10,18 +10,31 @@ from .common import quiet_option, repo
 
 @cli.command()
 @click.argument("run")
-@click.option("-b", "--branch", metavar="NAME",
-              help="Branch to create at the run's code (default: gitrun/<short id>).")
-@click.option("--stash", is_flag=True,
-              help="Stash uncommitted changes and untracked files first "
-                   "(git stash push --include-untracked).")
-@click.option("--worktree", metavar="DIR",
-              help="Check out into a new git worktree at DIR; the current one is not touched.")
-@click.option("--artifacts-only", metavar="DIR",
-              help="Only restore the run's artifacts, verified, into DIR.")
-@click.option("--force-branch", is_flag=True,
-              help="Move an existing branch NAME to the run's code (its old tip stays in the "
-                   "reflog).")
+@click.option(
+    "-b",
+    "--branch",
+    metavar="NAME",
+    help="Branch to create at the run's code (default: gitrun/<short id>).",
+)
+@click.option(
+    "--stash",
+    is_flag=True,
+    help="Stash uncommitted changes and untracked files first "
+    "(git stash push --include-untracked).",
+)
+@click.option(
+    "--worktree",
+    metavar="DIR",
+    help="Check out into a new git worktree at DIR; the current one is not touched.",
+)
+@click.option(
+    "--artifacts-only", metavar="DIR", help="Only restore the run's artifacts, verified, into DIR."
+)
+@click.option(
+    "--force-branch",
+    is_flag=True,
+    help="Move an existing branch NAME to the run's code (its old tip stays in the reflog).",
+)
 def checkout(run, branch, stash, worktree, artifacts_only, force_branch):
     """Restore the exact code and the artifacts RUN was recorded with.
 
@@ -40,24 +53,42 @@ def checkout(run, branch, stash, worktree, artifacts_only, force_branch):
     """
     from ..checkout import checkout as do_checkout
 
-    result = do_checkout(repo(), run, branch=branch, stash=stash, worktree=worktree,
-                         artifacts_only=artifacts_only, force_branch=force_branch)
+    result = do_checkout(
+        repo(),
+        run,
+        branch=branch,
+        stash=stash,
+        worktree=worktree,
+        artifacts_only=artifacts_only,
+        force_branch=force_branch,
+    )
     click.echo(result.render())
 
 
 @cli.command()
 @click.argument("run")
-@click.option("--rtol", type=float, default=0.0, show_default=True,
-              help="Relative tolerance for metrics: |rerun-original| <= atol + rtol*|original|.")
-@click.option("--atol", type=float, default=0.0, show_default=True,
-              help="Absolute tolerance for metrics.")
-@click.option("--in-place", is_flag=True,
-              help="Run in the current work tree, which must hold the run's code "
-                   "(after gitrun checkout RUN).")
+@click.option(
+    "--rtol",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Relative tolerance for metrics: |rerun-original| <= atol + rtol*|original|.",
+)
+@click.option(
+    "--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance for metrics."
+)
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="Run in the current work tree, which must hold the run's code "
+    "(after gitrun checkout RUN).",
+)
 @click.option("--keep", is_flag=True, help="Keep the temporary worktree afterwards.")
-@click.option("--env-diff-only", is_flag=True,
-              help="Only list how this environment differs from the recorded one "
-                   "(exit 1 when it differs).")
+@click.option(
+    "--env-diff-only",
+    is_flag=True,
+    help="Only list how this environment differs from the recorded one (exit 1 when it differs).",
+)
 @quiet_option
 def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
     """Re-execute RUN's recorded command on its exact code and compare the results.
@@ -78,8 +109,16 @@ def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
     from ..errors import NotReproducedError
     from ..rerun import rerun as do_rerun
 
-    result = do_rerun(repo(), run, rtol=rtol, atol=atol, in_place=in_place, keep=keep,
-                      env_diff_only=env_diff_only, quiet=quiet)
+    result = do_rerun(
+        repo(),
+        run,
+        rtol=rtol,
+        atol=atol,
+        in_place=in_place,
+        keep=keep,
+        env_diff_only=env_diff_only,
+        quiet=quiet,
+    )
     if env_diff_only:
         click.echo(result.render())
         if not result.reproduced:
