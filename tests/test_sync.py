@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,7 +52,18 @@ def git_daemon(tmp_path):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        # `git daemon` runs git-daemon as a child: its own process group lets the
+        # teardown end both, so no daemon outlives the test (and holds CI's output).
+        start_new_session=True,
     )
+
+    def stop() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
     deadline = time.time() + 10
     while True:
         if proc.poll() is not None:
@@ -61,12 +73,13 @@ def git_daemon(tmp_path):
             break
         except OSError:
             if time.time() > deadline:
-                proc.kill()
+                stop()
                 pytest.fail("git daemon did not accept connections within 10 s")
             time.sleep(0.05)
-    yield base, port
-    proc.kill()
-    proc.wait(timeout=10)
+    try:
+        yield base, port
+    finally:
+        stop()
 
 
 def make_team(tmp_path: Path, remote: Path, url: str) -> tuple[Path, Path]:
