@@ -267,5 +267,7 @@ def _already_committed(repo: Repo, rec: RunRecord) -> bool:
     tree = trees.get(rec.run_id)
     if not tree:
         return False
-    old = store.read_records(repo, {rec.run_id: tree}, [store.RUN_FILE])[rec.run_id]
+    old = store.read_records(repo, {rec.run_id: tree}, [store.RUN_FILE]).get(rec.run_id)
+    if old is None:
+        return False
     return old.status in store.TERMINAL and (old.updated_time or 0) >= (rec.updated_time or 0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -154,8 +155,9 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
     except GitrunError:
         raise
     except Exception as e:  # anything malformed in history someone else wrote
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise CorruptRecordError(
-            f"The record of run {run_id or '?'} on {RUNS_REF} is malformed ({e}); "
+            f"The record of run {run_id or '?'} on {RUNS_REF} is malformed ({detail}); "
             "it was not written by gitrun or was damaged."
         ) from None
     return rec
@@ -341,12 +343,28 @@ def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:
 DEFAULT_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, MANIFEST_FILE)
 
 
+_warned: set[str] = set()
+
+
+def _skip(rid: str, error: CorruptRecordError, skip_corrupt: bool) -> None:
+    """One damaged run must not hide all the others: warn once, leave it out."""
+    if not skip_corrupt:
+        raise error
+    if rid not in _warned:
+        _warned.add(rid)
+        print(f"gitrun: warning: leaving out run {rid[:8]}: {error}", file=sys.stderr)
+
+
 def read_records(
     repo: Repo,
     run_trees: dict[str, str],
     files: Iterable[str] = DEFAULT_FILES,
+    skip_corrupt: bool = True,
 ) -> dict[str, RunRecord]:
-    """Read many run directories at once (one `git cat-file --batch` stream)."""
+    """Read many run directories at once (one `git cat-file --batch` stream).
+
+    A damaged record is left out with a warning (or raised, with skip_corrupt=False).
+    """
     wanted = set(files)
     # 1. the run directory trees, 2. the wanted blobs in them.
     blob_of: dict[str, dict[str, str]] = {}
@@ -354,7 +372,15 @@ def read_records(
     tree_ids = list(run_trees.items())
     for (rid, _t), (_sha, kind, data) in zip(tree_ids, _read_many(repo, [t for _, t in tree_ids])):
         if kind != "tree":
-            raise CorruptRecordError(f"The record of run {rid} on {RUNS_REF} is missing.")
+            _skip(
+                rid,
+                CorruptRecordError(
+                    f"The record of run {rid} on {RUNS_REF} is missing from this repository; "
+                    "it was damaged, or fetched incompletely."
+                ),
+                skip_corrupt,
+            )
+            continue
         entries = {name: sha for _mode, name, sha in _parse_tree(repo, data)}
         blob_of[rid] = {n: s for n, s in entries.items() if n in wanted or n == RUN_FILE}
         if ARTIFACTS_DIR in entries:
@@ -367,11 +393,22 @@ def read_records(
     out: dict[str, RunRecord] = {}
     for rid, names in blob_of.items():
         if RUN_FILE not in names:
-            raise CorruptRecordError(
-                f"The record of run {rid} on {RUNS_REF} has no {RUN_FILE}; it was damaged "
-                "or not written by gitrun."
+            _skip(
+                rid,
+                CorruptRecordError(
+                    f"The record of run {rid} on {RUNS_REF} has no {RUN_FILE}; it was damaged "
+                    "or not written by gitrun."
+                ),
+                skip_corrupt,
             )
-        rec = parse_record({n: content[s] for n, s in names.items() if not n.startswith("@")}, rid)
+            continue
+        try:
+            rec = parse_record(
+                {n: content[s] for n, s in names.items() if not n.startswith("@")}, rid
+            )
+        except CorruptRecordError as e:
+            _skip(rid, e, skip_corrupt)
+            continue
         rec.run_id = rid
         rec.tree = run_trees[rid]
         rec.env_blob = names.get("@" + ENV_FILE)
@@ -429,7 +466,7 @@ def _read_many(repo: Repo, shas: list[str]) -> Iterable[tuple[str, str, bytes]]:
 
 def read_record(repo: Repo, run_id: str, tree: str, history: bool = True) -> RunRecord:
     files = list(DEFAULT_FILES) + ([HISTORY_FILE, ENV_FILE] if history else [ENV_FILE])
-    rec = read_records(repo, {run_id: tree}, files)[run_id]
+    rec = read_records(repo, {run_id: tree}, files, skip_corrupt=False)[run_id]
     blobs = artifact_blobs(repo, tree)
     for path, a in rec.artifacts.items():
         if path in blobs:

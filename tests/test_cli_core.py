@@ -136,3 +136,30 @@ def test_cli_search_covers_every_experiment_unless_told(repo, monkeypatch):
     monkeypatch.setenv("GITRUN_EXPERIMENT_NAME", "churn")
     out = CliRunner().invoke(cli, ["search", "--format", "json"]).output
     assert [r["tags.mlflow.runName"] for r in json.loads(out)] == ["in-churn"]
+
+
+def test_a_corrupted_record_is_left_out_with_one_warning(repo):
+    from gitrun import store
+    from gitrun.git import Repo
+
+    with gitrun.start_run(run_name="good"):
+        pass
+    with gitrun.start_run(run_name="victim") as victim:
+        pass
+    r = Repo.discover()
+    rid = victim.info.run_id
+    entries = {n: (m, s) for m, n, s in r.read_tree(store.list_run_trees(r)[rid])}
+    entries["run.yaml"] = ("100644", r.write_blob(b"{{{ not: [valid"))
+    tree = r.write_tree((m, n, s) for n, (m, s) in entries.items())
+    old = r.read_ref(store.RUNS_REF)
+    root = store.put_run_dirs(r, store.tip_tree(r, old), {rid: tree})
+    assert r.update_ref(store.RUNS_REF, r.write_commit(root, [old], "damage"), old)
+
+    p = run_cli("ls", "--format", "json", cwd=repo)
+    assert p.returncode == 0
+    assert [x["run_name"] for x in json.loads(p.stdout)] == ["good"]
+    assert f"leaving out run {rid[:8]}" in p.stderr and "malformed" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    p = run_cli("show", rid[:8], cwd=repo)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "is malformed" in p.stderr.splitlines()[-1]
