@@ -89,15 +89,17 @@ def _ls_rows(recs, metric_cols):
 @click.option("-n", "--max-results", default=20, show_default=True, help="How many runs (0: all).")
 @click.option("--all", "show_all", is_flag=True, help="Show every run.")
 @format_option()
-def ls_cmd(experiments, max_results, show_all, fmt):
+@quiet_option
+def ls_cmd(experiments, max_results, show_all, fmt, quiet):
     """List recent runs, newest first (runs in progress show as RUNNING).
 
     \b
     Example:
       gitrun ls -e churn -n 50
     """
-    from ..query import api
+    from ..query import api, index
 
+    index.QUIET = quiet
     r = repo()
     recs = api.list_runs(
         r,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import cli
-from .common import format_option, repo
+from .common import format_option, quiet_option, repo
 
 # Attribute columns --columns accepts besides metrics.*, params.* and tags.*.
 _ATTR_COLUMNS = {
@@ -98,7 +98,10 @@ def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
     help="Which runs by lifecycle stage.",
 )
 @format_option()
-def search(filter_string, experiments, all_experiments, order_by, max_results, columns, view, fmt):
+@quiet_option
+def search(
+    filter_string, experiments, all_experiments, order_by, max_results, columns, view, fmt, quiet
+):
     """Search runs with MLflow's filter syntax (plus OR, NOT, parentheses, IN).
 
     Without -e, searches every experiment (like `gitrun ls`), or only the one
@@ -118,6 +121,10 @@ def search(filter_string, experiments, all_experiments, order_by, max_results, c
     from ..query.api import frame_columns, resolve_experiments
     from ..query.index import search as do_search
 
+    if quiet:
+        from ..query import index
+
+        index.QUIET = True
     r = repo()
     env_exp = os.environ.get("GITRUN_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if not experiments and not all_experiments:

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -213,8 +214,7 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
                 if have.get(run_id, (0, None))[1] != tree:
                     wanted[run_id] = tree
         _delete(conn, gone)
-        recs = store.read_records(repo, wanted, INDEX_FILES) if wanted else {}
-        _insert(conn, list(recs.values()))
+        _read_and_insert(conn, repo, wanted)
         conn.execute("DELETE FROM buckets")
         conn.executemany("INSERT INTO buckets VALUES (?, ?)", sorted(new.items()))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'tip'", (tip or "",))
@@ -222,6 +222,25 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+# Long index builds show progress on a terminal; `-q` (or a pipe) keeps them silent.
+QUIET = False
+PROGRESS_MIN = 2000
+_CHUNK = 1000
+
+
+def _read_and_insert(conn: sqlite3.Connection, repo: Repo, wanted: dict[str, str]) -> None:
+    items = list(wanted.items())
+    show = len(items) >= PROGRESS_MIN and not QUIET and sys.stderr.isatty()
+    for start in range(0, len(items), _CHUNK):
+        chunk = dict(items[start : start + _CHUNK])
+        _insert(conn, list(store.read_records(repo, chunk, INDEX_FILES).values()))
+        if show:
+            done = min(start + _CHUNK, len(items))
+            print(f"\rgitrun: indexing runs {done}/{len(items)}", end="", file=sys.stderr)
+    if show:
+        print(" done.", file=sys.stderr)
 
 
 def _valid(conn: sqlite3.Connection) -> bool:
