@@ -41,37 +41,6 @@ if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
         start_run,
     )
 
-# The fluent API lives in gitrun.tracking; it is imported on first use, so tools that
-# only search (the CLI's `gitrun search`) never pay for it.
-_TRACKING = frozenset(
-    {
-        "ActiveRun",
-        "active_run",
-        "create_experiment",
-        "delete_tag",
-        "end_run",
-        "get_artifact_uri",
-        "get_experiment",
-        "get_experiment_by_name",
-        "get_metric_history",
-        "get_run",
-        "last_active_run",
-        "log_artifact",
-        "log_artifacts",
-        "log_dict",
-        "log_figure",
-        "log_image",
-        "log_metric",
-        "log_metrics",
-        "log_param",
-        "log_params",
-        "log_text",
-        "set_experiment",
-        "set_tag",
-        "set_tags",
-        "start_run",
-    }
-)
 _ENTITIES = frozenset({"Experiment", "Metric", "Param", "Run", "RunData", "RunInfo", "RunTag"})
 
 __version__ = "0.1.0"
@@ -113,6 +82,10 @@ __all__ = [
     "set_tags",
     "start_run",
 ]
+
+# The fluent API lives in gitrun.tracking; it is imported on first use, so tools that
+# only search (the CLI's `gitrun search`) never pay for it.
+_TRACKING = frozenset(__all__) - _ENTITIES - {"GitrunError", "MlflowException", "search_runs"}
 
 # Heavier parts load on first use so `import gitrun` stays light.
 _LAZY = {

@@ -42,7 +42,7 @@ from .errors import (
     InvalidInputError,
     UnsafePathError,
 )
-from .git import BLOB_MODE, EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Repo
+from .git import BLOB_MODE, EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Repo, sha256_file
 
 BRANCH_PREFIX = "gitrun/"
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -161,14 +161,6 @@ class PlannedArtifact:
     exists: bool = False  # an identical file is already there
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def base_dir(rec: RunRecord) -> list[str]:
     """Components of the directory artifacts are restored under (the run's cwd)."""
     return check_rel_path(rec.cwd or ".", "working directory", allow_dot=True)
@@ -266,7 +258,7 @@ def plan_in(root: str, planned: list[PlannedArtifact], replaceable: Collection[s
                 f"Cannot restore artifact {p.path!r}: {full} exists and is not a regular "
                 "file; move it away and try again. Nothing was written."
             )
-        if _sha256(full) == hashlib.sha256(p.data).hexdigest():
+        if sha256_file(full) == hashlib.sha256(p.data).hexdigest():
             p.exists = True
         elif p.target not in replaceable:
             raise GitrunError(
@@ -301,7 +293,7 @@ def restored_copies(repo: Repo, rec: RunRecord) -> set[str]:
         try:
             target = "/".join(base + check_rel_path(path))
             full = safe_join(repo.work_tree, target)
-            if os.path.isfile(full) and not os.path.islink(full) and _sha256(full) == a.sha256:
+            if os.path.isfile(full) and not os.path.islink(full) and sha256_file(full) == a.sha256:
                 out.add(target)
         except (GitrunError, OSError):
             continue

@@ -7,21 +7,12 @@ the user's index, HEAD, branches and work tree are never written.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 from typing import Any
 
-from .git import Repo, git_env
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from .git import Repo, git_env, sha256_file
 
 
 def capture(repo: Repo, run_id: str, max_untracked: int, quiet: bool = False) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def capture(repo: Repo, run_id: str, max_untracked: int, quiet: bool = False) ->
         except OSError:
             continue
         if os.path.isfile(full) and not os.path.islink(full) and info.st_size > max_untracked:
-            large.append({"path": rel, "size": info.st_size, "sha256": _sha256(full)})
+            large.append({"path": rel, "size": info.st_size, "sha256": sha256_file(full)})
         else:
             small.append(rel)
     if large:

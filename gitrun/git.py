@@ -69,6 +69,15 @@ def run_git(
     return proc
 
 
+def sha256_file(path: str) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _mtime_ns(path: str) -> int:
     try:
         return os.stat(path).st_mtime_ns
@@ -277,12 +286,8 @@ class Repo:
                 data = f.read()
             return self.write_blob(data), hashlib.sha256(data).hexdigest(), len(data)
         # Large files stream through git instead of being held in memory.
-        sha256 = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                sha256.update(chunk)
         blob = self.gitout("hash-object", "-w", "--no-filters", "--", os.path.abspath(path))
-        return blob.strip(), sha256.hexdigest(), size
+        return blob.strip(), sha256_file(path), size
 
     def write_tree(self, entries: Iterable[tuple[str, str, str]]) -> str:
         """entries: (mode, name, sha).  Sorted the way git sorts trees."""
