@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -319,6 +320,39 @@ def list_run_trees(repo: Repo, tip: str | None = None) -> dict[str, str]:
             if mode == TREE_MODE:
                 out[rid] = rsha
     return out
+
+
+_LS_TREE_ENTRY = re.compile("[0-7]+ ([a-z]+) ([0-9a-f]+)\t([^\0]*)\0")
+
+
+def list_runs_dir(
+    repo: Repo, runs_tree: str
+) -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, dict[str, tuple[str, str]]]]:
+    """Everything under runs/ from one `git ls-tree -r -t -z`: bucket -> tree id,
+    bucket -> {run id -> run tree id}, run tree id -> {file name -> (object type, id)}.
+
+    Only trees count as buckets and run directories (as the `read_tree` callers filter);
+    files are the direct entries of a run directory (what is below artifacts/ is skipped)."""
+    out = repo.git("ls-tree", "-r", "-t", "-z", runs_tree).stdout
+    text = out.decode("utf-8", "surrogateescape")
+    buckets: dict[str, str] = {}
+    runs: dict[str, dict[str, str]] = {}
+    files: dict[str, dict[str, tuple[str, str]]] = {}
+    dirs: dict[str, dict[str, tuple[str, str]]] = {}  # "<bucket>/<run id>" -> its files
+    for kind, sha, path in _LS_TREE_ENTRY.findall(text):
+        depth = path.count("/")
+        if depth == 2:
+            parent, _, name = path.rpartition("/")
+            dirs[parent][name] = (kind, sha)
+        elif depth == 1:
+            if kind == "tree":
+                b, _, rid = path.partition("/")
+                runs[b][rid] = sha
+                dirs[path] = files.setdefault(sha, {})
+        elif depth == 0 and kind == "tree":
+            buckets[path] = sha
+            runs[path] = {}
+    return buckets, runs, files
 
 
 def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:

@@ -82,8 +82,71 @@ def _scalar(text: str) -> Any:
     return json.loads(text)
 
 
+# The lines gitrun itself writes, matched over a whole file at once: an optional two-space
+# indent, a bare or JSON-quoted key, then nothing (a nested block follows) or ": " and one
+# JSON value (or a YAML float word).  No character `str.splitlines` breaks on may appear
+# inside a line, so these lines are exactly the lines the general parser below sees.
+_STR_CHARS = '[^"\\\\\x00-\x1f\x85\u2028\u2029]'
+_JSON_STR = f'"{_STR_CHARS}*(?:\\\\[^\x00-\x1f\x85\u2028\u2029]{_STR_CHARS}*)*"'
+_BARE = "[A-Za-z_][A-Za-z0-9_./-]*"
+_NUMBER = "-?(?:0|[1-9][0-9]*)(?:\\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_WORD = "null|true|false|\\.nan|[+-]?\\.inf"
+_FLOW = "[\\[{][^\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*[\\]}]"
+_LINE_RE = re.compile(
+    f"^(  )?(?:({_BARE})|({_JSON_STR})):(?: ({_JSON_STR}|{_NUMBER}|{_WORD}|{_FLOW}))?\n",
+    re.MULTILINE,
+)
+_WORDS = {"null": None, "true": True, "false": False, **_YAML_FLOATS}
+_NOT_A_WORD = object()
+
+
+def _fast_value(v: str) -> Any:
+    c = v[0]
+    if c == '"':
+        return v[1:-1] if "\\" not in v else json.loads(v)
+    if c in "[{":
+        return json.loads(v)
+    word = _WORDS.get(v, _NOT_A_WORD)
+    if word is not _NOT_A_WORD:
+        return word
+    return float(v) if ("." in v or "e" in v or "E" in v) else int(v)
+
+
+def _load_fast(text: str) -> dict[str, Any] | None:
+    """load_map for files in exactly the shape gitrun writes; None for anything else."""
+    lines = _LINE_RE.findall(text)
+    # Every match starts at a line start and ends at that line's newline, so one match per
+    # newline (and a final newline) means every line matched whole.
+    if len(lines) != text.count("\n") or (text and text[-1] != "\n"):
+        return None
+    out: dict[str, Any] = {}
+    current: dict[str, Any] | None = None
+    for indent, key, quoted, value in lines:
+        if quoted:
+            key = quoted[1:-1] if "\\" not in quoted else json.loads(quoted)
+        if indent:
+            if current is None or not value:
+                return None
+            current[key] = _fast_value(value)
+        elif value:
+            current = None
+            if value[0] == '"' and "\\" not in value:
+                out[key] = value[1:-1]
+            else:
+                out[key] = _fast_value(value)
+        else:
+            current = out[key] = {}
+    return out
+
+
 def load_map(text: str) -> dict[str, Any]:
     """Read a gitrun YAML file (one level of nesting); PyYAML for anything else."""
+    try:
+        fast = _load_fast(text)
+    except ValueError:
+        fast = None
+    if fast is not None:
+        return fast
     out: dict[str, Any] = {}
     current: dict[str, Any] | None = None
     try:

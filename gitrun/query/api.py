@@ -9,7 +9,7 @@ from ..entities import Run, RunRecord
 from ..errors import InvalidInputError
 from ..git import Repo
 from . import ViewType
-from .index import Row, search
+from .index import Row, search, search_columns
 
 INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
 _LIFECYCLES = {
@@ -122,6 +122,59 @@ def to_dataframe(rows: list[Row]) -> Any:
     return pd.DataFrame(cols, columns=columns)
 
 
+def frame_from_columns(data: dict[str, Any]) -> Any:
+    """search_runs' DataFrame from index.fetch_columns, built column-wise (the same frame
+    to_dataframe builds from Rows)."""
+    import numpy as np
+    import pandas as pd
+
+    rids = data["rids"]
+    if not rids:
+        return to_dataframe([])
+    n = len(rids)
+    lookup = np.full(data["max_rid"] + 1, -1, dtype=np.int64)
+    lookup[np.asarray(rids, dtype=np.int64)] = np.arange(n)
+
+    def positions(rows: list[Any]) -> tuple[Any, Any]:
+        pos = lookup[np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))]
+        keep = pos >= 0
+        return pos[keep], keep
+
+    cols: dict[str, Any] = {}
+    runs = data["runs"]
+    pos, keep = positions(runs)
+    for i, name in enumerate(INFO_COLUMNS, start=1):
+        if name in ("start_time", "end_time"):
+            ms = np.full(n, np.nan, dtype="float64")
+            ms[pos] = np.array([r[i] for r in runs], dtype="float64")[keep]
+            s = pd.to_datetime(ms, unit="ms", utc=True)
+            cols[name] = pd.Series(s, dtype="datetime64[ns, UTC]")
+        else:
+            col = np.empty(n, dtype=object)
+            col[pos] = np.array([r[i] for r in runs], dtype=object)[keep]
+            cols[name] = pd.Series(col, dtype="object")
+    # Each group in order of first appearance, a run's own keys sorted: by (first run, key).
+    for table in ("metrics", "params", "tags"):
+        found = []
+        for key, rows in data[table].items():
+            pos, keep = positions(rows)
+            if len(pos):
+                found.append((int(pos.min()), key, rows, pos, keep))
+        found.sort(key=lambda f: (f[0], f[1]))
+        for _first, key, rows, pos, keep in found:
+            if table == "metrics":
+                col = np.full(n, np.nan, dtype="float64")
+                col[pos] = np.array([r[1] for r in rows], dtype="float64")[keep]
+                cols["metrics." + key] = pd.Series(col, dtype="float64")
+            else:
+                col = np.full(n, None, dtype=object)
+                values = np.empty(len(rows), dtype=object)
+                values[:] = [r[1] for r in rows]
+                col[pos] = values[keep]
+                cols[f"{table}.{key}"] = pd.Series(col, dtype="object")
+    return pd.DataFrame(cols, columns=list(cols))
+
+
 def search_runs(
     experiment_ids: list[str] | None = None,
     filter_string: str = "",
@@ -145,6 +198,19 @@ def search_runs(
     experiments = resolve_experiments(
         repo, experiment_ids, experiment_names, search_all_experiments
     )
+    if output_format == "pandas":
+        if experiments == []:
+            return to_dataframe([])
+        return frame_from_columns(
+            search_columns(
+                repo,
+                filter_string,
+                order_by=list(order_by or []),
+                experiments=experiments,
+                lifecycles=lifecycles(run_view_type),
+                max_results=max_results,
+            )
+        )
     if experiments == []:
         rows: list[Row] = []
     else:

@@ -26,10 +26,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from .. import journal, store
 from ..entities import RunRecord
+from ..errors import CorruptRecordError
 from ..git import TREE_MODE, Repo
 from . import filter as F
 
@@ -77,8 +80,13 @@ CREATE TABLE tags(
 CREATE INDEX tags_key ON tags(key, value);
 """
 
+# The secondary indexes of SCHEMA, by name (dropped and rebuilt around bulk loads).
+_INDEX_SQL = {m.group(1): m.group(0) for m in re.finditer(r"CREATE INDEX (\w+) ON [^;]+", SCHEMA)}
 _NUM = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _CHUNK = 900  # stay under SQLite's bound-variable limit on old builds
+_LIST_ALL = 16  # more changed buckets than this: list all of runs/ with one git ls-tree
+RUN_FILE = store.RUN_FILE
+HISTORY_FILE = store.HISTORY_FILE
 
 
 # ---------------------------------------------------------------------------
@@ -110,45 +118,61 @@ def _num(v: str) -> float | None:
     return None
 
 
-def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False) -> None:
-    if not recs:
-        return
-    run_rows = [
-        (
-            r.run_id,
-            None if live else r.tree,
-            r.run_name,
-            r.experiment,
-            r.status,
-            r.lifecycle_stage,
-            r.artifact_uri,
-            r.user,
-            r.start_time,
-            r.end_time,
+class _Rows:
+    """Rows for the four tables, rids assigned from `next_rid` on."""
+
+    def __init__(self, next_rid: int) -> None:
+        self.next_rid = next_rid
+        self.runs: list[tuple[Any, ...]] = []
+        self.metrics: list[tuple[Any, ...]] = []
+        self.params: list[tuple[Any, ...]] = []
+        self.tags: list[tuple[Any, ...]] = []
+        self._nums: dict[str, float | None] = {}
+
+    def _num(self, v: str) -> float | None:
+        try:
+            return self._nums[v]
+        except KeyError:
+            n = self._nums[v] = _num(v)
+            return n
+
+    def add(
+        self,
+        r: RunRecord,
+        tree: str | None,
+        history: dict[str, list[float]] | None = None,
+    ) -> None:
+        """One run; `history`: metric key -> its non-NaN values (default: r.history)."""
+        rid = self.next_rid
+        self.next_rid += 1
+        self.runs.append(
+            (
+                rid,
+                r.run_id,
+                tree,
+                r.run_name,
+                r.experiment,
+                r.status,
+                r.lifecycle_stage,
+                r.artifact_uri,
+                r.user,
+                r.start_time,
+                r.end_time,
+            )
         )
-        for r in recs
-    ]
-    conn.executemany(
-        "INSERT INTO runs(run_id, tree, run_name, experiment, status, lifecycle, artifact_uri,"
-        " user_id, start_time, end_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        run_rows,
-    )
-    rids: dict[str, int] = {}
-    ids = [r.run_id for r in recs]
-    for i in range(0, len(ids), _CHUNK):
-        part = ids[i : i + _CHUNK]
-        q = f"SELECT run_id, rid FROM runs WHERE run_id IN ({','.join('?' * len(part))})"
-        rids.update(conn.execute(q, part).fetchall())
-    m_rows, p_rows, t_rows = [], [], []
-    for r in recs:
-        rid = rids[r.run_id]
+        if history is None:
+            history = {
+                k: [p.value for p in pts if not math.isnan(p.value)]
+                for k, pts in r.history.items()
+                if pts
+            }
         metrics = r.metrics or r.latest_metrics()
         for k, v in metrics.items():
-            pts = [p.value for p in r.history.get(k, ()) if not math.isnan(p.value)]
-            if not r.history.get(k) and not math.isnan(v):
-                pts = [v]
             nan = math.isnan(v)
-            m_rows.append(
+            pts = history.get(k)
+            if pts is None:  # no history for the key: its value is its only point
+                pts = [] if nan else [v]
+            self.metrics.append(
                 (
                     rid,
                     k,
@@ -158,11 +182,113 @@ def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False)
                     max(pts) if pts else None,
                 )
             )
-        p_rows.extend((rid, k, v, _num(v)) for k, v in r.params.items())
-        t_rows.extend((rid, k, v, _num(v)) for k, v in r.tags.items())
-    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", m_rows)
-    conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", p_rows)
-    conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)", t_rows)
+        num = self._num
+        self.params.extend((rid, k, v, num(v)) for k, v in r.params.items())
+        self.tags.extend((rid, k, v, num(v)) for k, v in r.tags.items())
+
+    def insert(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO runs(rid, run_id, tree, run_name, experiment, status, lifecycle,"
+            " artifact_uri, user_id, start_time, end_time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.runs,
+        )
+        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", self.metrics)
+        conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", self.params)
+        conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)", self.tags)
+
+
+def _next_rid(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM runs").fetchone()[0])
+
+
+def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False) -> None:
+    if not recs:
+        return
+    rows = _Rows(_next_rid(conn))
+    for r in recs:
+        rows.add(r, None if live else r.tree)
+    rows.insert(conn)
+
+
+# metrics.tsv exactly as gitrun writes it (see store.run_files); anything else is read by
+# store.parse_record.  No character `str.splitlines` breaks on may appear inside a row.
+_HISTORY_HEAD = "key\tstep\ttimestamp\tvalue\n"
+_HISTORY_ROW = re.compile(
+    "^([^\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*)\t-?[0-9]+\t-?[0-9]+\t"
+    "([+-]?(?:[0-9]+(?:\\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|inf|nan))\n",
+    re.MULTILINE,
+)
+
+
+def _history_points(text: str) -> dict[str, list[float]] | None:
+    """metric key -> its non-NaN values, for a metrics.tsv in gitrun's own shape."""
+    if not text.startswith(_HISTORY_HEAD):
+        return None
+    rows = _HISTORY_ROW.findall(text, len(_HISTORY_HEAD))
+    if len(rows) != text.count("\n") - 1 or text[-1] != "\n":
+        return None
+    out: dict[str, list[float]] = {}
+    for key, group in groupby(rows, itemgetter(0)):
+        values = [x for x in map(float, map(itemgetter(1), group)) if x == x]
+        have = out.get(key)
+        if have is None:
+            out[key] = values
+        else:
+            have.extend(values)
+    return out
+
+
+def _read_runs(
+    repo: Repo,
+    rows: _Rows,
+    wanted: dict[str, str],
+    files: dict[str, dict[str, tuple[str, str]]],
+) -> None:
+    """Add the runs in `wanted` (run id -> tree), their files listed in `files`.
+
+    Runs in the shape gitrun writes are parsed without building their metric history;
+    anything unusual goes through store.read_records, which is the reference."""
+    need: dict[str, dict[str, str]] = {}
+    slow: dict[str, str] = {}
+    for run_id, tree in wanted.items():
+        entries = files.get(tree, {})
+        names = {}
+        for name in INDEX_FILES:
+            e = entries.get(name)
+            if e is not None:
+                names[name] = e[1] if e[0] == "blob" else ""
+        if RUN_FILE not in names or "" in names.values():
+            slow[run_id] = tree
+        else:
+            need[run_id] = names
+    shas = sorted({sha for names in need.values() for sha in names.values()})
+    content = {sha: data for sha, kind, data in store._read_many(repo, shas) if kind == "blob"}
+    for run_id, names in need.items():
+        texts = {}
+        try:
+            for name, sha in names.items():
+                texts[name] = content[sha]
+            hist = texts.pop(HISTORY_FILE, None)
+            history = _history_points(hist.decode()) if hist is not None else {}
+        except (KeyError, UnicodeDecodeError):
+            history = None
+        if history is None:
+            slow[run_id] = wanted[run_id]
+            continue
+        try:
+            rec = store.parse_record(texts, run_id)
+        except CorruptRecordError:  # read_records warns and leaves it out
+            slow[run_id] = wanted[run_id]
+            continue
+        if not rec.metrics and history:  # latest values come from the history
+            slow[run_id] = wanted[run_id]
+            continue
+        rec.run_id = run_id
+        rows.add(rec, wanted[run_id], history)
+    if slow:
+        for rec in store.read_records(repo, slow, INDEX_FILES).values():
+            rows.add(rec, rec.tree)
 
 
 def _delete(conn: sqlite3.Connection, rids: list[int]) -> None:
@@ -173,15 +299,13 @@ def _delete(conn: sqlite3.Connection, rids: list[int]) -> None:
             conn.execute(f"DELETE FROM {table} WHERE rid IN ({marks})", part)
 
 
-def _bucket_trees(repo: Repo, tip: str | None) -> dict[str, str]:
+def _runs_tree(repo: Repo, tip: str | None) -> str | None:
     if not tip:
-        return {}
+        return None
     top = {name: (mode, sha) for mode, name, sha in repo.read_tree(store.tip_tree(repo, tip) or "")}
     store.check_format(repo, top)
     runs = top.get(store.RUNS_DIR)
-    if not runs:
-        return {}
-    return {b: sha for mode, b, sha in repo.read_tree(runs[1]) if mode == TREE_MODE}
+    return runs[1] if runs else None
 
 
 def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
@@ -191,21 +315,29 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
         if _meta(conn, "tip") == (tip or ""):
             conn.execute("COMMIT")  # another process got there first
             return
-        new = _bucket_trees(repo, tip)
+        runs_tree = _runs_tree(repo, tip)
+        new: dict[str, str] = {}
+        if runs_tree:
+            new = {b: sha for mode, b, sha in repo.read_tree(runs_tree) if mode == TREE_MODE}
         old = dict(conn.execute("SELECT bucket, tree FROM buckets").fetchall())
+        changed = [b for b in set(old) | set(new) if old.get(b) != new.get(b)]
+        listing = None
+        if runs_tree and len(changed) > _LIST_ALL:
+            # Many buckets moved (a first build, a big sync): one `git ls-tree` lists them all.
+            listing = store.list_runs_dir(repo, runs_tree)
         gone: list[int] = []
         wanted: dict[str, str] = {}
-        for b in set(old) | set(new):
-            if old.get(b) == new.get(b):
-                continue
+        for b in changed:
             have = {
                 run_id: (rid, tree)
                 for rid, run_id, tree in conn.execute(
                     "SELECT rid, run_id, tree FROM runs WHERE substr(run_id, 1, 2) = ?", (b,)
                 )
             }
-            now = {}
-            if b in new:
+            now: dict[str, str] = {}
+            if listing is not None:
+                now = listing[1].get(b, {})
+            elif b in new:
                 now = {rid: t for mode, rid, t in repo.read_tree(new[b]) if mode == TREE_MODE}
             for run_id, (rid, tree) in have.items():
                 if now.get(run_id) != tree:
@@ -214,7 +346,15 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
                 if have.get(run_id, (0, None))[1] != tree:
                     wanted[run_id] = tree
         _delete(conn, gone)
-        _read_and_insert(conn, repo, wanted)
+        # Into empty tables, building the secondary indexes afterwards is faster.
+        bulk = len(wanted) > PROGRESS_MIN and not old and _next_rid(conn) == 1
+        if bulk:
+            for name in _INDEX_SQL:
+                conn.execute(f"DROP INDEX {name}")
+        _read_and_insert(conn, repo, wanted, listing[2] if listing is not None else None)
+        if bulk:
+            for sql in _INDEX_SQL.values():
+                conn.execute(sql)
         conn.execute("DELETE FROM buckets")
         conn.executemany("INSERT INTO buckets VALUES (?, ?)", sorted(new.items()))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'tip'", (tip or "",))
@@ -230,12 +370,25 @@ PROGRESS_MIN = 2000
 _CHUNK = 1000
 
 
-def _read_and_insert(conn: sqlite3.Connection, repo: Repo, wanted: dict[str, str]) -> None:
+def _read_and_insert(
+    conn: sqlite3.Connection,
+    repo: Repo,
+    wanted: dict[str, str],
+    files: dict[str, dict[str, tuple[str, str]]] | None = None,
+) -> None:
+    """Read the runs in `wanted` (run id -> tree) and insert them; `files`: every run
+    tree's files, from store.list_runs_dir, when runs/ was listed whole."""
     items = list(wanted.items())
     show = len(items) >= PROGRESS_MIN and not QUIET and sys.stderr.isatty()
     for start in range(0, len(items), _CHUNK):
         chunk = dict(items[start : start + _CHUNK])
-        _insert(conn, list(store.read_records(repo, chunk, INDEX_FILES).values()))
+        rows = _Rows(_next_rid(conn))
+        if files is not None:
+            _read_runs(repo, rows, chunk, files)
+        else:
+            for rec in store.read_records(repo, chunk, INDEX_FILES).values():
+                rows.add(rec, rec.tree)
+        rows.insert(conn)
         if show:
             done = min(start + _CHUNK, len(items))
             print(f"\rgitrun: indexing runs {done}/{len(items)}", end="", file=sys.stderr)
@@ -597,6 +750,62 @@ def fetch(conn: sqlite3.Connection, rids: list[int]) -> list[Row]:
                 d.clear()
                 d.update(items)
     return [rows[rid] for rid in rids if rid in rows]
+
+
+def fetch_columns(conn: sqlite3.Connection, rids: list[int]) -> dict[str, Any]:
+    """The raw rows behind a DataFrame of `rids`, key by key (no per-run objects).
+
+    Rows of runs not in `rids` may be included (whole tables are read when most runs are
+    wanted); `max_rid` bounds every rid.  Keys: rids, max_rid, runs (rows of rid, run_id,
+    experiment, status, artifact_uri, start_time, end_time), and metrics, params, tags:
+    {key: rows of (rid, value)}, keys sorted, metric values None for NaN."""
+    out: dict[str, Any] = {"rids": rids, "max_rid": 0, "runs": []}
+    out.update(metrics={}, params={}, tags={})
+    if not rids:
+        return out
+    total, max_rid = conn.execute("SELECT count(*), max(rid) FROM runs").fetchone()
+    out["max_rid"] = max_rid
+    whole = len(rids) * 2 > total
+
+    def rows(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        if whole:
+            return conn.execute(sql, args).fetchall()
+        got: list[Any] = []
+        joiner = " AND " if " WHERE " in sql else " WHERE "
+        for i in range(0, len(rids), _CHUNK):
+            part = rids[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            got += conn.execute(f"{sql}{joiner}rid IN ({marks})", (*args, *part)).fetchall()
+        return got
+
+    out["runs"] = rows(
+        "SELECT rid, run_id, experiment, status, artifact_uri, start_time, end_time FROM runs"
+    )
+    # A metric's value is NULL exactly when it is NaN (SQLite stores NaN as NULL, and
+    # _Rows.add stores None for NaN only), so the (key, value) indexes cover these queries.
+    for table in ("metrics", "params", "tags"):
+        keys = [k for (k,) in conn.execute(f"SELECT DISTINCT key FROM {table} ORDER BY key")]
+        sql = f"SELECT rid, value FROM {table} WHERE key = ?"
+        out[table] = {k: rows(sql, (k,)) for k in keys}
+    return out
+
+
+def search_columns(
+    repo: Repo,
+    filter_string: str | None = "",
+    order_by: list[str] | None = None,
+    experiments: list[str] | None = None,
+    lifecycles: tuple[str, ...] | None = ("active",),
+    max_results: int | None = None,
+    use_index: bool = True,
+) -> dict[str, Any]:
+    """`search`, answered as fetch_columns (what search_runs' DataFrame is built from)."""
+    node = F.parse_filter(filter_string)
+    order = F.parse_order_by(order_by)
+    with session(repo, use_index) as conn:
+        sql, params = compile_query(conn, node, order, experiments, lifecycles, max_results)
+        rids = [r[0] for r in conn.execute(sql, params)]
+        return fetch_columns(conn, rids)
 
 
 def search(
