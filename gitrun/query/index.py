@@ -367,7 +367,7 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
 # Long index builds show progress on a terminal; `-q` (or a pipe) keeps them silent.
 QUIET = False
 PROGRESS_MIN = 2000
-_CHUNK = 1000
+_READ_CHUNK = 1000  # runs read and inserted per step of an index build
 
 
 def _read_and_insert(
@@ -380,8 +380,8 @@ def _read_and_insert(
     tree's files, from store.list_runs_dir, when runs/ was listed whole."""
     items = list(wanted.items())
     show = len(items) >= PROGRESS_MIN and not QUIET and sys.stderr.isatty()
-    for start in range(0, len(items), _CHUNK):
-        chunk = dict(items[start : start + _CHUNK])
+    for start in range(0, len(items), _READ_CHUNK):
+        chunk = dict(items[start : start + _READ_CHUNK])
         rows = _Rows(_next_rid(conn))
         if files is not None:
             _read_runs(repo, rows, chunk, files)
@@ -390,7 +390,7 @@ def _read_and_insert(
                 rows.add(rec, rec.tree)
         rows.insert(conn)
         if show:
-            done = min(start + _CHUNK, len(items))
+            done = min(start + _READ_CHUNK, len(items))
             print(f"\rgitrun: indexing runs {done}/{len(items)}", end="", file=sys.stderr)
     if show:
         print(" done.", file=sys.stderr)
