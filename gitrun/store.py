@@ -272,19 +272,23 @@ def put_run_dirs(repo: Repo, root: str | None, run_trees: dict[str, str | None])
 
 def commit_run(repo: Repo, rec: RunRecord) -> str:
     """Append one run to RUNS_REF (compare-and-swap with retry); return the commit id."""
-    run_tree = write_run_tree(repo, rec)
-    rec.tree = run_tree
     message = commit_message(rec)
     code = rec.code.get("commit")
+    run_tree: str | None = None
     for attempt in range(MAX_CAS_ATTEMPTS):
         old = repo.read_ref(RUNS_REF)
-        root = put_run_dirs(repo, tip_tree(repo, old), {rec.run_id: run_tree})
-        # The first parent is always the previous runs commit (a root commit starts the
-        # history), so `git log --first-parent` never wanders into the code's history.
-        parents = [old or _root_commit(repo)]
-        if code and code not in parents:
-            parents.append(code)
-        commit = repo.write_commit(root, parents, message, when_ms=rec.end_time)
+        # The run's objects reach the disk as one pack, before the ref points at them.
+        with repo.batch():
+            if run_tree is None:
+                run_tree = write_run_tree(repo, rec)
+            root = put_run_dirs(repo, tip_tree(repo, old), {rec.run_id: run_tree})
+            # The first parent is always the previous runs commit (a root commit starts
+            # the history), so `git log --first-parent` never wanders into the code's.
+            parents = [old or _root_commit(repo)]
+            if code and code not in parents:
+                parents.append(code)
+            commit = repo.write_commit(root, parents, message, when_ms=rec.end_time)
+        rec.tree = run_tree
         if repo.update_ref(RUNS_REF, commit, old, f"gitrun: record {rec.run_id}"):
             return commit
         time.sleep(min(0.001 * (attempt + 1), 0.05))
