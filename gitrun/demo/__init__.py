@@ -140,7 +140,7 @@ def run_demo(directory: str | None, quiet: bool = False) -> int:
     d.run(
         "gitrun",
         "search",
-        "metrics.f1_score > 0.5 and params.lr >= 0.1",
+        "metrics.f1_score > 0.5 and (params.lr >= 0.1 or params.l2 > 0) and metrics.loss.min < 0.6",
         "--order-by",
         "metrics.f1_score DESC",
     )
