@@ -129,9 +129,9 @@ def write_pack(packdir: str, objects: dict[str, tuple[str, bytes]]) -> str:
     idx += hashlib.sha1(idx).digest()
     name = "pack-" + pack_sum.hex()
     tag = f"{os.getpid()}_{threading.get_ident()}"
-    for suffix, data in ((".pack", body), (".idx", idx)):
+    for suffix, content in ((".pack", bytes(body)), (".idx", bytes(idx))):
         tmp = os.path.join(packdir, f"tmp_{suffix[1:]}_{tag}")
-        _write_new(tmp, bytes(data))
+        _write_new(tmp, content)
         os.replace(tmp, os.path.join(packdir, name + suffix))
     return name
 

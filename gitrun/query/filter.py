@@ -20,7 +20,6 @@ with placeholders.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Union
 
 from ..errors import FilterError
@@ -56,53 +55,87 @@ KEYWORDS = ("AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "ASC", "DESC")
 Value = Union[float, str]
 
 
-@dataclass(frozen=True)
-class Ident:
-    kind: str  # METRIC, PARAM, TAG, ATTR, DATASET
-    key: str
-    pos: int
+class _Frozen:
+    """Value objects compared by their fields (plain classes: `dataclasses` costs ~10 ms
+    to import, and `gitrun search` starts often)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._fields()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{s}={getattr(self, s)!r}" for s in self.__slots__)
+        return f"{type(self).__name__}({inner})"
 
 
-@dataclass(frozen=True)
-class Compare:
-    ident: Ident
-    op: str  # one of NUMERIC_OPS, STRING_OPS, "IN", "NOT IN"
-    value: Value | tuple[Value, ...]
+class Ident(_Frozen):
+    __slots__ = ("kind", "key", "pos")
+
+    def __init__(self, kind: str, key: str, pos: int) -> None:
+        self.kind = kind  # METRIC, PARAM, TAG, ATTR, DATASET
+        self.key = key
+        self.pos = pos
 
 
-@dataclass(frozen=True)
-class And:
-    items: tuple[Node, ...]
+class Compare(_Frozen):
+    __slots__ = ("ident", "op", "value")
+
+    def __init__(self, ident: Ident, op: str, value: Value | tuple[Value, ...]) -> None:
+        self.ident = ident
+        self.op = op  # one of NUMERIC_OPS, STRING_OPS, "IN", "NOT IN"
+        self.value = value
 
 
-@dataclass(frozen=True)
-class Or:
-    items: tuple[Node, ...]
+class And(_Frozen):
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[Node, ...]) -> None:
+        self.items = items
 
 
-@dataclass(frozen=True)
-class Not:
-    item: Node
+class Or(_Frozen):
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[Node, ...]) -> None:
+        self.items = items
+
+
+class Not(_Frozen):
+    __slots__ = ("item",)
+
+    def __init__(self, item: Node) -> None:
+        self.item = item
 
 
 Node = Union[Compare, And, Or, Not]
 
 
-@dataclass(frozen=True)
-class OrderItem:
-    ident: Ident
-    ascending: bool
+class OrderItem(_Frozen):
+    __slots__ = ("ident", "ascending")
+
+    def __init__(self, ident: Ident, ascending: bool) -> None:
+        self.ident = ident
+        self.ascending = ascending
 
 
 # ---------------------------------------------------------------------------
 # tokenizer
 # ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Token:
-    kind: str  # word, ident, string, number, op, lparen, rparen, comma, end
-    text: str  # the source text
-    value: str  # decoded value (strings unquoted, words as written)
-    pos: int
+class Token(_Frozen):
+    __slots__ = ("kind", "text", "value", "pos")
+
+    def __init__(self, kind: str, text: str, value: str, pos: int) -> None:
+        self.kind = kind  # word, ident, string, number, op, lparen, rparen, comma, end
+        self.text = text  # the source text
+        self.value = value  # decoded value (strings unquoted, words as written)
+        self.pos = pos
 
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_.])")

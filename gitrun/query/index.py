@@ -25,7 +25,6 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -505,11 +504,11 @@ def like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-@dataclass
 class _Compiler:
-    conn: sqlite3.Connection
-    params: list[Any] = field(default_factory=list)
-    _metric_cols: dict[str, tuple[str, str]] = field(default_factory=dict)
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.params: list[Any] = []
+        self._metric_cols: dict[str, tuple[str, str]] = {}
 
     def metric(self, key: str) -> tuple[str, str]:
         """(stored key, column): `loss.min` is the metric of that name when one exists,
@@ -663,22 +662,67 @@ def compile_query(
 # ---------------------------------------------------------------------------
 # reading rows back
 # ---------------------------------------------------------------------------
-@dataclass
 class Row:
-    run_id: str
-    run_name: str
-    experiment: str
-    status: str
-    lifecycle_stage: str
-    artifact_uri: str
-    user_id: str
-    start_time: int | None
-    end_time: int | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    metric_min: dict[str, float] = field(default_factory=dict)
-    metric_max: dict[str, float] = field(default_factory=dict)
+    """One run as the index knows it (a plain class: no dataclasses at start-up)."""
+
+    __slots__ = (
+        "run_id",
+        "run_name",
+        "experiment",
+        "status",
+        "lifecycle_stage",
+        "artifact_uri",
+        "user_id",
+        "start_time",
+        "end_time",
+        "metrics",
+        "params",
+        "tags",
+        "metric_min",
+        "metric_max",
+    )
+
+    def __init__(
+        self,
+        run_id: str,
+        run_name: str,
+        experiment: str,
+        status: str,
+        lifecycle_stage: str,
+        artifact_uri: str,
+        user_id: str,
+        start_time: int | None,
+        end_time: int | None,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        metric_min: dict[str, float] | None = None,
+        metric_max: dict[str, float] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.run_name = run_name
+        self.experiment = experiment
+        self.status = status
+        self.lifecycle_stage = lifecycle_stage
+        self.artifact_uri = artifact_uri
+        self.user_id = user_id
+        self.start_time = start_time
+        self.end_time = end_time
+        self.metrics: dict[str, float] = {} if metrics is None else metrics
+        self.params: dict[str, str] = {} if params is None else params
+        self.tags: dict[str, str] = {} if tags is None else tags
+        self.metric_min: dict[str, float] = {} if metric_min is None else metric_min
+        self.metric_max: dict[str, float] = {} if metric_max is None else metric_max
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Row):
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Row(run_id={self.run_id!r}, run_name={self.run_name!r}, status={self.status!r})"
 
     def metric(self, key: str) -> float | None:
         """A metric's latest value, or `<key>.min` / `<key>.max` over its history."""
@@ -744,11 +788,10 @@ def fetch(conn: sqlite3.Connection, rids: list[int]) -> list[Row]:
     for rid, key, value in _rows_where(conn, "SELECT rid, key, value FROM tags", rids, total):
         rows[rid].tags[key] = value
     for r in rows.values():
-        for d in (r.metrics, r.params, r.tags):
-            if len(d) > 1:
-                items = sorted(d.items())
-                d.clear()
-                d.update(items)
+        # Keys in name order, as the index-free path gives them.
+        r.metrics = dict(sorted(r.metrics.items()))
+        r.params = dict(sorted(r.params.items()))
+        r.tags = dict(sorted(r.tags.items()))
     return [rows[rid] for rid in rids if rid in rows]
 
 
