@@ -49,7 +49,7 @@ class Metric(_Plain):
         return (self.step, self.timestamp, -math.inf if math.isnan(v) else v)
 
 
-class Param(_Plain):
+class _KeyValue(_Plain):
     __slots__ = ("key", "value")
 
     def __init__(self, key: str, value: str) -> None:
@@ -57,18 +57,15 @@ class Param(_Plain):
         self.value = value
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash((type(self).__name__, *self._values()))
 
 
-class RunTag(_Plain):
-    __slots__ = ("key", "value")
+class Param(_KeyValue):
+    """A run's param (key, value)."""
 
-    def __init__(self, key: str, value: str) -> None:
-        self.key = key
-        self.value = value
 
-    def __hash__(self) -> int:
-        return hash(self._values())
+class RunTag(_KeyValue):
+    """A run's tag (key, value)."""
 
 
 class Artifact(_Plain):

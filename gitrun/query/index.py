@@ -843,12 +843,16 @@ def search_columns(
     use_index: bool = True,
 ) -> dict[str, Any]:
     """`search`, answered as fetch_columns (what search_runs' DataFrame is built from)."""
-    node = F.parse_filter(filter_string)
-    order = F.parse_order_by(order_by)
-    with session(repo, use_index) as conn:
-        sql, params = compile_query(conn, node, order, experiments, lifecycles, max_results)
-        rids = [r[0] for r in conn.execute(sql, params)]
-        return fetch_columns(conn, rids)
+    return _answer(
+        repo,
+        fetch_columns,
+        filter_string,
+        order_by,
+        experiments,
+        lifecycles,
+        max_results,
+        use_index,
+    )
 
 
 def search(
@@ -861,12 +865,28 @@ def search(
     use_index: bool = True,
 ) -> list[Row]:
     """The runs matching a filter, ordered; the one engine behind search_runs and the CLI."""
+    return _answer(
+        repo, fetch, filter_string, order_by, experiments, lifecycles, max_results, use_index
+    )
+
+
+def _answer(
+    repo: Repo,
+    read: Any,
+    filter_string: str | None,
+    order_by: list[str] | None,
+    experiments: list[str] | None,
+    lifecycles: tuple[str, ...] | None,
+    max_results: int | None,
+    use_index: bool,
+) -> Any:
+    """Parse, compile and run a query; `read(conn, rids)` turns the matching runs into rows."""
     node = F.parse_filter(filter_string)
     order = F.parse_order_by(order_by)
     with session(repo, use_index) as conn:
         sql, params = compile_query(conn, node, order, experiments, lifecycles, max_results)
         rids = [r[0] for r in conn.execute(sql, params)]
-        return fetch(conn, rids)
+        return read(conn, rids)
 
 
 def run_names(repo: Repo) -> dict[str, str]:
