@@ -688,6 +688,9 @@ class CatFile:
             stdout=subprocess.PIPE,
         )
         self._lock = threading.Lock()
+        import atexit
+
+        atexit.register(self.close)  # Repo objects live for the process
 
     def read(self, sha: str) -> tuple[str, bytes]:
         with self._lock:
@@ -730,5 +733,7 @@ class CatFile:
             if self._proc.stdin:
                 self._proc.stdin.close()
             self._proc.wait(timeout=5)
+            if self._proc.stdout:
+                self._proc.stdout.close()
         except Exception:
             self._proc.kill()
