@@ -82,7 +82,7 @@ def _write_new(path: str, data: bytes) -> None:
         f.write(data)
 
 
-PACK_LIMIT = 24
+PACK_LIMIT = 50  # as git gc --auto (gc.autoPackLimit)
 _PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 
 
