@@ -49,6 +49,21 @@ class Demo:
             raise SystemExit(f"gitrun demo: `{shown}` exited with {rc}; stopping the demo.")
         return rc
 
+    def record(self, name: str, *train_args: str) -> None:
+        """`gitrun record` one training run of the demo experiment."""
+        self.run(
+            "gitrun",
+            "record",
+            "-n",
+            name,
+            "-e",
+            "demo",
+            "--",
+            sys.executable,
+            "train.py",
+            *train_args,
+        )
+
     def best_run_id(self) -> str:
         out = subprocess.run(
             [
@@ -95,40 +110,12 @@ def run_demo(directory: str | None, quiet: bool = False) -> int:
 
     d.say("Record a few runs: each is a commit on refs/gitrun/runs; the branch is untouched")
     for lr, l2 in (("0.01", "0.0"), ("0.1", "0.0"), ("0.5", "0.01")):
-        d.run(
-            "gitrun",
-            "record",
-            "-n",
-            f"lr-{lr}",
-            "-e",
-            "demo",
-            "--",
-            sys.executable,
-            "train.py",
-            "--lr",
-            lr,
-            "--l2",
-            l2,
-        )
+        d.record(f"lr-{lr}", "--lr", lr, "--l2", l2)
 
     d.say("An uncommitted edit: gitrun snapshots the exact work tree, the branch stays as it is")
     with open(os.path.join(root, "train.py"), "a") as f:
         f.write("# tried more epochs\n")
-    d.run(
-        "gitrun",
-        "record",
-        "-n",
-        "lr-0.3-long",
-        "-e",
-        "demo",
-        "--",
-        sys.executable,
-        "train.py",
-        "--lr",
-        "0.3",
-        "--epochs",
-        "60",
-    )
+    d.record("lr-0.3-long", "--lr", "0.3", "--epochs", "60")
     d.run("git", "status", "--short")
 
     d.say("What was run")

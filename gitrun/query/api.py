@@ -198,23 +198,9 @@ def search_runs(
     experiments = resolve_experiments(
         repo, experiment_ids, experiment_names, search_all_experiments
     )
-    if output_format == "pandas":
-        if experiments == []:
-            return to_dataframe([])
-        return frame_from_columns(
-            search_columns(
-                repo,
-                filter_string,
-                order_by=list(order_by or []),
-                experiments=experiments,
-                lifecycles=lifecycles(run_view_type),
-                max_results=max_results,
-            )
-        )
-    if experiments == []:
-        rows: list[Row] = []
-    else:
-        rows = search(
+
+    def query(engine: Any) -> Any:
+        return engine(
             repo,
             filter_string,
             order_by=list(order_by or []),
@@ -222,6 +208,12 @@ def search_runs(
             lifecycles=lifecycles(run_view_type),
             max_results=max_results,
         )
+
+    if output_format == "pandas":
+        if experiments == []:
+            return to_dataframe([])
+        return frame_from_columns(query(search_columns))
+    rows: list[Row] = [] if experiments == [] else query(search)
     if output_format == "list":
         return [to_run(r) for r in rows]
     return to_dataframe(rows)
