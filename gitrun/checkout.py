@@ -16,8 +16,8 @@ under ``<work tree>/<cwd>/``: a rerun of ``python train.py`` from that directory
 work tree root.  ``artifacts_only=DIR`` puts them directly under DIR.
 
 The manifest comes from history that may have been fetched from someone else, so every
-artifact path is checked before anything is written (relative, no ``..``, no ``.git``
-component, no control characters, no symlink or gitlink tree entry, no symlink on the
+artifact path is checked before anything is written (by the rule in gitrun/paths.py, the
+one the writer applies at log time; no symlink or gitlink tree entry, no symlink on the
 way in the target tree, content matching its sha256); then files are written through
 directory file descriptors opened with ``O_NOFOLLOW``, so a symlink that appears in the
 meantime cannot redirect a write outside the target tree.
@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import stat
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from . import runs
+from . import paths, runs
 from .entities import RunRecord
 from .errors import (
     CorruptRecordError,
@@ -45,9 +44,8 @@ from .errors import (
 from .git import BLOB_MODE, EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Repo, sha256_file
 
 BRANCH_PREFIX = "gitrun/"
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+safe_join = paths.safe_join
+write_file = paths.write_file
 
 
 # ---------------------------------------------------------------------------
@@ -55,98 +53,7 @@ _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 # ---------------------------------------------------------------------------
 def check_rel_path(rel: str, what: str = "artifact path", allow_dot: bool = False) -> list[str]:
     """The components of a relative path from history; UnsafePathError when it is unsafe."""
-    if allow_dot and rel in ("", "."):
-        return []
-    parts = rel.split("/")
-    reason = None
-    if not rel:
-        reason = "it is empty"
-    elif rel.startswith("/") or (len(rel) > 1 and rel[1] == ":") or rel.startswith("\\"):
-        reason = "it is absolute"
-    elif any(c in _CONTROL for c in rel):
-        reason = "it contains control characters"
-    elif any(p == ".." for p in parts) or any(".." in p.split("\\") for p in parts):
-        reason = "it contains '..'"
-    elif any(p.rstrip(". ").lower() == ".git" for p in parts):
-        reason = "it has a '.git' component"
-    elif any(p in ("", ".") for p in parts) or posixpath.normpath(rel) != rel:
-        reason = "it is not a normalized path"
-    if reason:
-        raise UnsafePathError(
-            f"Refusing {what} {rel!r}: {reason}; the run's record may have been crafted, "
-            "so nothing was written."
-        )
-    return parts
-
-
-def safe_join(root: str, rel: str) -> str:
-    """`root/rel` for a path from history: refuses unsafe paths and existing symlinks on the way.
-
-    Only the check is done here; writes go through `write_file`, which repeats it with
-    O_NOFOLLOW so that nothing changed in between can redirect them.
-    """
-    parts = check_rel_path(rel)
-    d = root
-    for i, name in enumerate(parts):
-        d = os.path.join(d, name)
-        try:
-            st = os.lstat(d)
-        except FileNotFoundError:
-            break
-        if stat.S_ISLNK(st.st_mode):
-            raise UnsafePathError(
-                f"Refusing artifact path {rel!r}: {'/'.join(parts[: i + 1])} is a symlink in "
-                f"{root}, and writing through it could land outside; nothing was written."
-            )
-        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
-            raise GitrunError(
-                f"Cannot restore artifact {rel!r}: {'/'.join(parts[: i + 1])} in {root} is a "
-                "file, not a directory; move it away and try again. Nothing was written."
-            )
-    return os.path.join(root, *parts)
-
-
-def write_file(root: str, rel: str, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` at `root/rel` without following any symlink below `root`."""
-    parts = check_rel_path(rel)
-    if not (_O_NOFOLLOW and _O_DIRECTORY and os.open in os.supports_dir_fd):
-        # No dir_fd support (Windows): check each component, then write by path.
-        full = safe_join(root, rel)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        safe_join(root, rel)
-        tmp = full + f".gitrun-tmp-{os.getpid()}"
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, full)
-        return
-    fd = os.open(root, os.O_RDONLY | _O_DIRECTORY)
-    try:
-        for name in parts[:-1]:
-            try:
-                os.mkdir(name, 0o777, dir_fd=fd)
-            except FileExistsError:
-                pass
-            try:
-                nfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
-            except OSError:
-                raise UnsafePathError(
-                    f"Refusing artifact path {rel!r}: {name} is a symlink or not a directory "
-                    f"in {root}; nothing more was written."
-                ) from None
-            os.close(fd)
-            fd = nfd
-        tmp = f".gitrun-tmp-{os.getpid()}-{parts[-1][:40]}"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, mode, dir_fd=fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view) :]
-        finally:
-            os.close(out)
-        # rename(2) replaces a symlink at the destination instead of following it.
-        os.replace(tmp, parts[-1], src_dir_fd=fd, dst_dir_fd=fd)
-    finally:
-        os.close(fd)
+    return paths.check_history_path(rel, what, allow_dot)
 
 
 # ---------------------------------------------------------------------------

@@ -22,10 +22,26 @@ _BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 
 
+# JSON leaves these characters raw, but YAML refuses them (DEL, C1 controls, U+FFFE/F,
+# unpaired surrogates) or reads them as line breaks (NEL, U+2028, U+2029; so does
+# str.splitlines).  Written as \u escapes they are the same JSON and valid YAML.
+_JSON_RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
+def json_text(v: Any) -> str:
+    """`v` as one line of JSON that is also valid YAML (unicode kept readable)."""
+    text = json.dumps(v, ensure_ascii=False)
+    return _JSON_RAW_UNSAFE.sub(_escape, text) if _JSON_RAW_UNSAFE.search(text) else text
+
+
 def yaml_key(key: str) -> str:
     if _BARE_KEY.match(key) and key.lower() not in _YAML_WORDS:
         return key
-    return json.dumps(key, ensure_ascii=False)
+    return json_text(key)
 
 
 def yaml_float(v: float) -> str:
@@ -51,9 +67,7 @@ def tsv_float(v: float) -> str:
 
 def dump_str_map(d: dict[str, str]) -> bytes:
     """params.yaml / tags.yaml: sorted ``key: "value"`` lines."""
-    return "".join(
-        f"{yaml_key(k)}: {json.dumps(d[k], ensure_ascii=False)}\n" for k in sorted(d)
-    ).encode()
+    return "".join(f"{yaml_key(k)}: {json_text(d[k])}\n" for k in sorted(d)).encode()
 
 
 def dump_float_map(d: dict[str, float]) -> bytes:
@@ -150,7 +164,7 @@ def load_map(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     current: dict[str, Any] | None = None
     try:
-        for line in text.splitlines():
+        for line in _lines(text):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             if line.startswith("  "):
@@ -193,7 +207,7 @@ def dump_map(d: dict[str, Any]) -> bytes:
 def _json_value(v: Any) -> str:
     if isinstance(v, float) and not isinstance(v, bool):
         return yaml_float(v)
-    return json.dumps(v, ensure_ascii=False)
+    return json_text(v)
 
 
 def dump_tsv(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:
@@ -202,6 +216,14 @@ def dump_tsv(header: Iterable[str], rows: Iterable[Iterable[str]]) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split at newlines only: unlike str.splitlines, a NEL or U+2028 inside a value
+    (raw in files older gitruns wrote) does not break its line."""
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def load_tsv(text: str) -> list[list[str]]:
-    lines = text.splitlines()
-    return [line.split("\t") for line in lines[1:] if line]
+    return [line.split("\t") for line in _lines(text)[1:] if line]
