@@ -12,18 +12,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from typing import IO, Any
 
 from . import config, tracking
 from .entities import RunRecord
-from .errors import InvalidInputError, UsageError
+from .errors import GitrunError, InvalidInputError, UsageError
 from .git import Repo
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 RECORD_OPTIONS_TAG = "gitrun.record.options"
+PROBLEMS_TAG = "gitrun.problems"
 
 
 class RecordOptions:
@@ -41,6 +45,8 @@ class RecordOptions:
         metrics_file: str | None = None,
         quiet: bool = False,
         extra_env: dict[str, str] | None = None,
+        max_artifact_files: int | None = None,
+        max_artifact_size: str | None = None,
     ) -> None:
         self.command = command
         self.name = name
@@ -52,6 +58,8 @@ class RecordOptions:
         self.metrics_file = metrics_file
         self.quiet = quiet
         self.extra_env = extra_env or {}
+        self.max_artifact_files = max_artifact_files
+        self.max_artifact_size = max_artifact_size
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -67,10 +75,10 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def read_structured(path: str, what: str) -> dict[str, Any]:
-    if not os.path.exists(path):
-        raise InvalidInputError(f"The {what} file '{path}' does not exist.")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    """A JSON/YAML mapping, flattened; one InvalidInputError sentence when it cannot be."""
+    from .artwalk import read_text
+
+    text = read_text(path, what)
     try:
         if path.endswith(".json"):
             data = json.loads(text)
@@ -78,15 +86,88 @@ def read_structured(path: str, what: str) -> dict[str, Any]:
             import yaml
 
             data = yaml.safe_load(text)
-    except Exception as e:
+    except Exception as e:  # any parser failure (RecursionError included) is bad input
         raise InvalidInputError(
-            f"The {what} file '{path}' cannot be parsed ({e}); fix it."
+            f"The {what} file '{path}' cannot be parsed ({_one_line(e)}); fix it."
         ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InvalidInputError(f"The {what} file '{path}' must hold a mapping of names to values.")
     return flatten(data)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def check_repeated(pairs: Sequence[str], what: str, option: str) -> None:
+    """`-p lr=1 -p lr=2`: a usage error naming the key (the same value twice is fine)."""
+    seen: dict[str, str] = {}
+    for p in pairs:
+        if "=" not in p:
+            continue  # reported by the KEY=VALUE parser
+        k, v = p.split("=", 1)
+        k = k.strip()
+        if k in seen and seen[k] != v:
+            raise UsageError(
+                f"{what} '{k}' is given twice with different values ('{seen[k]}' and '{v}') "
+                f"by {option}; give each {what.lower()} once."
+            )
+        seen[k] = v
+
+
+def artifact_dest(path: str, root: str, git_dirs: Sequence[str]) -> str:
+    """Where `-a PATH` is stored in the run (relative to the current directory).
+
+    Checked before the command runs, with the path as the user typed it; the path need
+    not exist yet.
+    """
+    from .artwalk import inside
+
+    if not path.strip():
+        raise UsageError("An artifact path (-a) is empty; name a file or directory.")
+    if any(c in path for c in "\t\n\r\0"):
+        raise UsageError(f"Artifact path {path!r} contains control characters; rename it.")
+    real_root = os.path.realpath(root)
+    cwd = os.getcwd()
+    full = os.path.abspath(path)
+    if not inside(full, real_root) and not inside(full, os.path.abspath(root)):
+        raise UsageError(
+            f"Artifact path '{path}' is outside the repository work tree ({root}); "
+            "-a keeps files from inside it."
+        )
+    rel = os.path.relpath(full, cwd)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise UsageError(
+            f"Artifact path '{path}' is outside the directory the command runs in ({cwd}); "
+            "artifacts are stored relative to it, so run gitrun record from a directory "
+            "that contains the path."
+        )
+    if ".git" in rel.split(os.sep):
+        raise UsageError(
+            f"Artifact path '{path}' is inside git's own directory (.git), which is never "
+            "an artifact."
+        )
+    problem = _leaves_tree(path, real_root, git_dirs)
+    if problem:
+        raise UsageError(problem)
+    return rel.replace(os.sep, "/")
+
+
+def _leaves_tree(path: str, real_root: str, git_dirs: Sequence[str]) -> str | None:
+    """A sentence when `path` leads out of the work tree (or into .git) through a symlink."""
+    from .artwalk import inside
+
+    real = os.path.realpath(path)
+    if inside(real, real_root) and not any(inside(real, g) for g in git_dirs):
+        return None
+    where = "into git's own directory" if inside(real, real_root) else "outside the repository"
+    return (
+        f"Artifact path '{path}' leads {where} (to {real}) through a symlink; gitrun does "
+        "not follow it, so that nothing from elsewhere is kept in the runs ref (copy what "
+        "you need into the repository instead)."
+    )
 
 
 def _param_text(v: Any) -> str:
@@ -118,7 +199,15 @@ def _pump(src: IO[bytes], dst: IO[bytes] | None, log: IO[bytes], lock: threading
 
 
 def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
-    """Run the command as a run; returns (exit code, the committed record)."""
+    """Run the command as a run; returns (exit code, the committed record).
+
+    Everything that can be refused is refused before the command runs (nothing is
+    recorded then).  Once it has run, the run is always committed with the command's
+    own status and exit code; what could not be collected is named in the tag
+    `gitrun.problems` and on stderr, and turns an exit code of 0 into 1.
+    """
+    from . import artwalk
+
     if not opts.command:
         raise UsageError(
             "gitrun record needs a command after `--`, e.g. `gitrun record -- python train.py`."
@@ -135,7 +224,7 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         tags["gitrun.experiment_from_cli"] = "true"
     params: dict[str, str] = {}
     params_file = opts.params_file or cfg.get("params-file")
-    if params_file is None and os.path.exists(DEFAULT_PARAMS_FILE):
+    if params_file is None and os.path.lexists(DEFAULT_PARAMS_FILE):
         params_file = DEFAULT_PARAMS_FILE
     if params_file:
         params.update(
@@ -143,7 +232,14 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         )
     params.update(opts.params)
     metrics_file = opts.metrics_file or cfg.get("metrics-file")
-    artifacts = list(cfg.get("artifacts") or []) + list(opts.artifacts)
+    cfg_artifacts = cfg.get("artifacts") or []
+    if isinstance(cfg_artifacts, str):
+        cfg_artifacts = [cfg_artifacts]
+    artifacts = [str(a) for a in cfg_artifacts] + list(opts.artifacts)
+    root = repo.work_tree or os.getcwd()
+    git_dirs = sorted({os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)})
+    dests = [(path, artifact_dest(path, root, git_dirs)) for path in artifacts]
+    limits = artwalk.limits(cfg, opts.max_artifact_files, opts.max_artifact_size)
     # What was given on this command line (config files travel with the code), so that
     # `gitrun rerun` can repeat the same `gitrun record` invocation.
     given = {
@@ -151,6 +247,8 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         "params_file": opts.params_file,
         "metrics_file": opts.metrics_file,
         "artifacts": list(opts.artifacts),
+        "max_artifact_files": opts.max_artifact_files,
+        "max_artifact_size": opts.max_artifact_size,
     }
     # Always written, so that its absence means "recorded by an older gitrun".
     given = {k: v for k, v in given.items() if v}
@@ -158,7 +256,6 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     for key in list(params) + list(tags):
         tracking.validate_key(key)
 
-    root = repo.work_tree or os.getcwd()
     cwd = os.path.relpath(os.getcwd(), root).replace(os.sep, "/")
     live = tracking.new_run(
         repo,
@@ -189,30 +286,40 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         opts.command, env, os.path.join(live.live_dir, "output.log"), live
     )
 
-    problems = []
-    if metrics_file and (exit_code == 0 or os.path.exists(metrics_file)):
-        try:
-            for k, v in read_structured(metrics_file, "metrics").items():
-                live.log_metric(k, v, None, None)
-        except InvalidInputError as e:
-            problems.append(str(e))
-    for path in artifacts:
-        try:
-            if os.path.isdir(path):
-                for r, dirs, files in os.walk(path):
-                    dirs.sort()
-                    for f in sorted(files):
-                        full = os.path.join(r, f)
-                        live.log_artifact_file(full, os.path.relpath(full, os.getcwd()))
-            elif os.path.exists(path):
-                live.log_artifact_file(path, os.path.relpath(path, os.getcwd()))
-            else:
-                problems.append(f"Artifact '{path}' was not there after the command finished.")
-        except InvalidInputError as e:
-            problems.append(str(e))
-    if problems:
-        live.set_tag("gitrun.problems", " ".join(problems))
-    rec = live.end(status, exit_code)
+    # From here on nothing may stop the run from being committed with the command's own
+    # status and exit code: every failure becomes a problem.
+    problems: list[str] = []
+    try:
+        _collect(live, metrics_file, exit_code, dests, limits, root, git_dirs, problems)
+    except (Exception, KeyboardInterrupt) as e:
+        what = "it was interrupted" if isinstance(e, KeyboardInterrupt) else _one_line(e)
+        problems.append(
+            f"gitrun stopped collecting after the command ended ({what}); what was "
+            "collected before is kept."
+        )
+    problems = [" ".join(p.split()) for p in problems]
+    main = threading.current_thread() is threading.main_thread()
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # a few ms
+    try:
+        if problems:
+            try:
+                live.set_tag(PROBLEMS_TAG, " ".join(problems))
+            except Exception as e:
+                problems.append(f"The problems could not be kept in the run ({_one_line(e)}).")
+        rec = live.end(status, exit_code)
+    except (GitrunError, OSError) as e:
+        # The journal holds the end marker; the next gitrun command commits the run.
+        print(
+            f"gitrun: run {live.run_id[:8]} could not be committed now ({_one_line(e)}); "
+            "the next gitrun command commits it.",
+            file=sys.stderr,
+        )
+        for p in problems:
+            print(f"gitrun: {p}", file=sys.stderr)
+        return exit_code or 1, None
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old_int)
     assert rec is not None
     if not opts.quiet:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(rec.metrics.items())[:4])
@@ -225,12 +332,121 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     for p in problems:
         print(f"gitrun: {p}", file=sys.stderr)
     if problems and exit_code == 0:
-        exit_code = 1
+        exit_code = 1  # the command succeeded, but the run lacks something asked for
     if repo.config("gitrun.autopush") is not None or cfg.get("auto-push") is not None:
         from . import sync
 
         sync.maybe_auto_push(repo, opts.quiet)
     return exit_code, rec
+
+
+MAX_PROBLEMS_PER_ARTIFACT = 20
+
+
+def _collect(
+    live: tracking.LiveRun,
+    metrics_file: str | None,
+    exit_code: int,
+    dests: list[tuple[str, str]],
+    limits: Any,
+    root: str,
+    git_dirs: Sequence[str],
+    problems: list[str],
+) -> None:
+    """Metrics file and artifacts, after the command: each failure is one problem."""
+    if metrics_file and (exit_code == 0 or os.path.lexists(metrics_file)):
+        try:
+            problems.extend(_log_metrics_file(live, metrics_file))
+        except Exception as e:
+            problems.append(f"The metrics file '{metrics_file}' was not read ({_one_line(e)}).")
+    for path, dest in dests:
+        try:
+            got = _collect_artifact(live, path, dest, root, git_dirs, limits)
+        except GitrunError as e:
+            got = [str(e)]
+        except Exception as e:
+            got = [f"Artifact '{path}' was not collected ({_one_line(e)})."]
+        if len(got) > MAX_PROBLEMS_PER_ARTIFACT:
+            more = len(got) - MAX_PROBLEMS_PER_ARTIFACT
+            got = got[:MAX_PROBLEMS_PER_ARTIFACT] + [f"And {more} more under '{path}'."]
+        problems.extend(got)
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    return f"a {type(v).__name__}"
+
+
+def _log_metrics_file(live: tracking.LiveRun, path: str) -> list[str]:
+    """Log every numeric value of the file; name the keys that were left out."""
+    try:
+        values = read_structured(path, "metrics")
+    except InvalidInputError as e:
+        return [str(e)]
+    bad = []
+    for k, v in values.items():
+        try:
+            tracking.validate_key(k, "metric name")
+        except InvalidInputError:
+            bad.append(f"'{k}' (not a valid metric name)")
+            continue
+        try:
+            live.log_metric(k, v, None, None)
+        except InvalidInputError:
+            bad.append(f"'{k}' ({_describe(v)})")
+    if not bad:
+        return []
+    listed = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    return [
+        f"The metrics file '{path}' has values that are not numbers, left out: {listed}; "
+        "its other metrics were kept."
+    ]
+
+
+def _collect_artifact(
+    live: tracking.LiveRun,
+    path: str,
+    dest: str,
+    root: str,
+    git_dirs: Sequence[str],
+    limits: Any,
+) -> list[str]:
+    """Store one `-a` path after the command; problems as sentences."""
+    from . import artwalk
+
+    if not os.path.lexists(path):
+        return [f"Artifact '{path}' was not there after the command finished."]
+    # The command may have replaced the path by a symlink: check again.
+    leaves = _leaves_tree(path, os.path.realpath(root), git_dirs)
+    if leaves:
+        return [leaves]
+    try:
+        real = os.path.realpath(path, strict=True)
+        st = os.stat(real)
+    except OSError as e:
+        return [f"Artifact '{path}' is a symlink that cannot be resolved ({_one_line(e)})."]
+    if stat.S_ISREG(st.st_mode):
+        live.log_artifact_file(real, dest, path)
+        return []
+    if not stat.S_ISDIR(st.st_mode):
+        return [f"Artifact '{path}' is {artwalk._kind(st.st_mode)}, not a regular file."]
+    w = artwalk.walk(real, limits, path, "cli")
+    problems = list(w.problems)
+    for full, rel, _ in w.files:
+        try:
+            live.log_artifact_file(
+                full, rel if dest == "." else f"{dest}/{rel}", artwalk.show(path, rel)
+            )
+        except InvalidInputError as e:
+            problems.append(f"{e} It was skipped.")
+    return problems
 
 
 def _run_child(
@@ -252,54 +468,126 @@ def _run_child(
             log.write(msg.encode())
             sys.stderr.write(msg)
             return "FAILED", 126
-        lock = threading.Lock()
-        pumps = [
-            threading.Thread(
-                target=_pump, args=(proc.stdout, _out(sys.stdout), log, lock), daemon=True
-            ),
-            threading.Thread(
-                target=_pump, args=(proc.stderr, _out(sys.stderr), log, lock), daemon=True
-            ),
-        ]
-        for t in pumps:
-            t.start()
-        interrupted = []
-
-        def on_int(signum: int, frame: Any) -> None:
-            # Ctrl-C reaches the child from the terminal too; just remember it.
-            interrupted.append(signum)
-
-        def forward(signum: int, frame: Any) -> None:
-            interrupted.append(signum)
-            try:
-                proc.send_signal(signum)
-            except OSError:
-                pass
-
-        old = {
-            signal.SIGINT: signal.signal(signal.SIGINT, on_int),
-            signal.SIGTERM: signal.signal(signal.SIGTERM, forward),
-            signal.SIGHUP: signal.signal(signal.SIGHUP, forward),
-        }
-        try:
-            while True:
-                try:
-                    rc = proc.wait()
-                    break
-                except KeyboardInterrupt:
-                    continue
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+        except OSError as e:  # a directory, a script without #!, ...
+            msg = f"gitrun: cannot run {command[0]}: {(e.strerror or str(e)).lower()}\n"
+            log.write(msg.encode())
+            sys.stderr.write(msg)
+            return "FAILED", 126
+        with _Signals(proc) as sigs:
+            lock = threading.Lock()
+            pumps = [
+                threading.Thread(
+                    target=_pump, args=(proc.stdout, _out(sys.stdout), log, lock), daemon=True
+                ),
+                threading.Thread(
+                    target=_pump, args=(proc.stderr, _out(sys.stderr), log, lock), daemon=True
+                ),
+            ]
+            for t in pumps:
+                t.start()  # after _Signals blocked the signals, so the pumps never get them
+            rc = sigs.wait()
         for t in pumps:
             t.join(timeout=5)
         if rc < 0:
             return "KILLED", 128 - rc
-        if interrupted and rc != 0:
+        if sigs.interrupted and rc != 0:
             return "KILLED", rc
         return ("FINISHED" if rc == 0 else "FAILED"), rc
     finally:
         log.close()
+
+
+# How long the child gets to react to a SIGINT sent to the wrapper alone before it is
+# passed on; see _Signals.
+SIGINT_GRACE = 0.5
+
+
+class _Signals:
+    """Waits for the child while passing signals on to it.
+
+    SIGTERM and SIGHUP are forwarded at once.  SIGINT is trickier: the child stays in
+    the wrapper's process group (so job control and reading the terminal keep working),
+    so a Ctrl-C typed in the terminal reaches it directly, and forwarding a second one
+    would hit a Python child's KeyboardInterrupt handler (saving a checkpoint, say) with
+    another KeyboardInterrupt.  But an IDE's stop button or `kill -INT <pid>` signals
+    the wrapper alone.  So where the OS says who sent a signal (sigtimedwait's siginfo),
+    a SIGINT from the terminal (si_code SI_KERNEL) is only noted, and one sent by a
+    process is forwarded if the child has not exited within SIGINT_GRACE seconds (a
+    `kill` of the whole group has ended most children by then).  Without siginfo
+    (platforms lacking sigtimedwait) every SIGINT is treated as sent by a process.
+    """
+
+    WAITED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.interrupted: list[int] = []
+        self.int_due: float | None = None
+        # Signal handlers can only be set from the main thread; elsewhere just wait.
+        self.main = threading.current_thread() is threading.main_thread()
+        self.sigwait = (
+            self.main and hasattr(signal, "sigtimedwait") and hasattr(signal, "pthread_sigmask")
+        )
+        self.old: dict[int, Any] = {}
+        self.old_mask: set[int] | None = None
+
+    def __enter__(self) -> _Signals:
+        if not self.main:
+            return self
+        # Python-level handlers too: a signal the kernel hands to a thread that does not
+        # block it (one started before us) still arrives, just without siginfo.
+        for s in self.WAITED:
+            self.old[s] = signal.signal(s, self._handler)
+        if self.sigwait:
+            mask = {*self.WAITED, signal.SIGCHLD}  # SIGCHLD wakes the wait when it exits
+            self.old_mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, mask))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.old_mask is not None:
+            while signal.sigtimedwait({*self.WAITED, signal.SIGCHLD}, 0) is not None:
+                pass  # arrived after the child ended: nothing to pass on
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self._note(signum, from_terminal=False)
+
+    def _note(self, signum: int, from_terminal: bool) -> None:
+        self.interrupted.append(signum)
+        if signum != signal.SIGINT:
+            self._send(signum)
+        elif not from_terminal and self.int_due is None:
+            self.int_due = time.monotonic() + SIGINT_GRACE
+
+    def _send(self, signum: int) -> None:
+        try:
+            self.proc.send_signal(signum)
+        except OSError:
+            pass
+
+    def wait(self) -> int:
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                return rc
+            timeout = 1.0
+            if self.int_due is not None:
+                timeout = max(0.0, min(timeout, self.int_due - time.monotonic()))
+            if self.sigwait:
+                info = signal.sigtimedwait(self.WAITED + (signal.SIGCHLD,), timeout)
+                if info is not None and info.si_signo != signal.SIGCHLD:
+                    self._note(info.si_signo, from_terminal=info.si_code > 0)
+            else:
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+            if self.int_due is not None and time.monotonic() >= self.int_due:
+                self.int_due = None
+                if self.proc.poll() is None:
+                    self._send(signal.SIGINT)
 
 
 def _out(stream: Any) -> IO[bytes] | None:
