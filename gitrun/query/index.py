@@ -18,21 +18,22 @@ from a filter is a `?` parameter.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import journal, store
 from ..entities import RunRecord
-from ..errors import CorruptRecordError
-from ..git import TREE_MODE, Repo
+from ..errors import CorruptRecordError, GitError
+from ..git import Repo
 from . import filter as F
 
 SCHEMA_VERSION = 1
@@ -280,10 +281,10 @@ def _read_runs(
         except CorruptRecordError:  # read_records warns and leaves it out
             slow[run_id] = wanted[run_id]
             continue
-        if not rec.metrics and history:  # latest values come from the history
+        if (not rec.metrics and history) or rec.run_id != run_id:
+            # Latest values come from the history; another id is damage read_records names.
             slow[run_id] = wanted[run_id]
             continue
-        rec.run_id = run_id
         rows.add(rec, wanted[run_id], history)
     if slow:
         for rec in store.read_records(repo, slow, INDEX_FILES).values():
@@ -301,14 +302,16 @@ def _delete(conn: sqlite3.Connection, rids: list[int]) -> None:
 def _runs_tree(repo: Repo, tip: str | None) -> str | None:
     if not tip:
         return None
-    top = {name: (mode, sha) for mode, name, sha in repo.read_tree(store.tip_tree(repo, tip) or "")}
-    store.check_format(repo, top)
-    runs = top.get(store.RUNS_DIR)
+    runs = store.runs_top(repo, tip).get(store.RUNS_DIR)
     return runs[1] if runs else None
 
 
 def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
-    """Bring the tables to `tip`, reading only buckets and runs whose tree ids changed."""
+    """Bring the tables to `tip`, reading only buckets and runs whose tree ids changed.
+
+    A bucket with a run left out (damaged, or its objects missing) is not remembered as
+    read, and the tip is stored as incomplete: the next query reads that bucket again, so
+    the warning repeats and restored objects are picked up without the ref moving."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if _meta(conn, "tip") == (tip or ""):
@@ -317,13 +320,17 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
         runs_tree = _runs_tree(repo, tip)
         new: dict[str, str] = {}
         if runs_tree:
-            new = {b: sha for mode, b, sha in repo.read_tree(runs_tree) if mode == TREE_MODE}
+            new = store.run_buckets(repo, runs_tree)
         old = dict(conn.execute("SELECT bucket, tree FROM buckets").fetchall())
         changed = [b for b in set(old) | set(new) if old.get(b) != new.get(b)]
         listing = None
         if runs_tree and len(changed) > _LIST_ALL:
             # Many buckets moved (a first build, a big sync): one `git ls-tree` lists them all.
-            listing = store.list_runs_dir(repo, runs_tree)
+            try:
+                listing = store.list_runs_dir(repo, runs_tree)
+            except GitError:  # a tree below is missing: bucket by bucket says which
+                listing = None
+        damaged: set[str] = set()
         gone: list[int] = []
         wanted: dict[str, str] = {}
         for b in changed:
@@ -337,7 +344,11 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
             if listing is not None:
                 now = listing[1].get(b, {})
             elif b in new:
-                now = {rid: t for mode, rid, t in repo.read_tree(new[b]) if mode == TREE_MODE}
+                listed = store.bucket_runs(repo, b, new[b])
+                if listed is None:
+                    damaged.add(b)
+                else:
+                    now = listed
             for run_id, (rid, tree) in have.items():
                 if now.get(run_id) != tree:
                     gone.append(rid)
@@ -350,17 +361,31 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
         if bulk:
             for name in _INDEX_SQL:
                 conn.execute(f"DROP INDEX {name}")
-        _read_and_insert(conn, repo, wanted, listing[2] if listing is not None else None)
+        added = _read_and_insert(conn, repo, wanted, listing[2] if listing is not None else None)
         if bulk:
             for sql in _INDEX_SQL.values():
                 conn.execute(sql)
+        damaged.update(store.bucket(run_id) for run_id in wanted if run_id not in added)
         conn.execute("DELETE FROM buckets")
-        conn.executemany("INSERT INTO buckets VALUES (?, ?)", sorted(new.items()))
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'tip'", (tip or "",))
+        conn.executemany(
+            "INSERT INTO buckets VALUES (?, ?)",
+            sorted((b, t) for b, t in new.items() if b not in damaged),
+        )
+        stored = (tip or "") if not damaged else f"incomplete {tip}"
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'tip'", (stored,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may have rolled back already (a full disk, an I/O error).
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 # Long index builds show progress on a terminal; `-q` (or a pipe) keeps them silent.
@@ -374,10 +399,12 @@ def _read_and_insert(
     repo: Repo,
     wanted: dict[str, str],
     files: dict[str, dict[str, tuple[str, str]]] | None = None,
-) -> None:
+) -> set[str]:
     """Read the runs in `wanted` (run id -> tree) and insert them; `files`: every run
-    tree's files, from store.list_runs_dir, when runs/ was listed whole."""
+    tree's files, from store.list_runs_dir, when runs/ was listed whole.  Returns the ids
+    inserted (a damaged run is left out)."""
     items = list(wanted.items())
+    added: set[str] = set()
     show = len(items) >= PROGRESS_MIN and not QUIET and sys.stderr.isatty()
     for start in range(0, len(items), _READ_CHUNK):
         chunk = dict(items[start : start + _READ_CHUNK])
@@ -388,11 +415,13 @@ def _read_and_insert(
             for rec in store.read_records(repo, chunk, INDEX_FILES).values():
                 rows.add(rec, rec.tree)
         rows.insert(conn)
+        added.update(r[1] for r in rows.runs)
         if show:
             done = min(start + _READ_CHUNK, len(items))
             print(f"\rgitrun: indexing runs {done}/{len(items)}", end="", file=sys.stderr)
     if show:
         print(" done.", file=sys.stderr)
+    return added
 
 
 def _valid(conn: sqlite3.Connection) -> bool:
@@ -410,50 +439,141 @@ def index_path(repo: Repo) -> str:
 
 def _rebuild(repo: Repo, path: str, tip: str | None) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.isdir(path):
+        try:
+            os.rmdir(path)  # an empty directory in the index's place: take the place back
+        except OSError:
+            raise IsADirectoryError(
+                errno.EISDIR, "it is a directory, not gitrun's index; remove it", path
+            ) from None
     tmp = f"{path}.tmp-{os.getpid()}-{id(repo)}"
-    for p in (tmp, tmp + "-journal"):
-        if os.path.exists(p):
-            os.unlink(p)
-    conn = _connect(tmp)
     try:
-        _create(conn)
-        _sync(conn, repo, tip)
-    finally:
+        for p in (tmp, tmp + "-journal"):
+            if os.path.lexists(p):
+                os.unlink(p)
+        # Created here, so that a read-only or full disk is named by its errno (SQLite
+        # only says "unable to open database file"); an empty file is an empty database.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        conn = _connect(tmp)
+        try:
+            _create(conn)
+            _sync(conn, repo, tip)
+        finally:
+            conn.close()
+        os.replace(tmp, path)
+    except BaseException:
+        for p in (tmp, tmp + "-journal"):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise
+
+
+def _open_valid(repo: Repo, path: str, tip: str | None) -> sqlite3.Connection | None:
+    """The index file brought to `tip`; None when it is missing, damaged or of another
+    schema (to be rebuilt).  Errors writing it (read-only, full disk) are raised."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        conn = _connect(path)
+    except sqlite3.Error:  # unreadable: a rebuild replaces it
+        return None
+    try:
+        if _valid(conn):
+            if _meta(conn, "tip") != (tip or ""):
+                _sync(conn, repo, tip)
+            return conn
+    except sqlite3.DatabaseError as e:
+        if not _damaged(e):
+            conn.close()
+            raise
+    except BaseException:
         conn.close()
-    os.replace(tmp, path)
+        raise
+    conn.close()
+    return None
 
 
-def open_index(repo: Repo, use_index: bool = True) -> sqlite3.Connection:
-    """A connection whose tables answer for the current tip of the runs ref."""
+def _in_memory(repo: Repo, tip: str | None) -> sqlite3.Connection:
+    conn = _connect(":memory:")
+    _create(conn)
+    _sync(conn, repo, tip)
+    return conn
+
+
+def open_index(repo: Repo, use_index: bool = True, rebuild: bool = False) -> sqlite3.Connection:
+    """A connection whose tables answer for the current tip of the runs ref.
+
+    The index is a cache: a damaged one is rebuilt (`rebuild` forces that), and one that
+    cannot be written (a read-only repository, a full disk) is left aside with one
+    warning; the answer then comes from history, in memory."""
     tip = repo.read_ref(store.RUNS_REF)
     if not use_index:
-        conn = _connect(":memory:")
-        _create(conn)
-        _sync(conn, repo, tip)
-        return conn
+        return _in_memory(repo, tip)
     path = index_path(repo)
-    for attempt in range(2):
-        if os.path.exists(path):
-            conn = _connect(path)
-            try:
-                if _valid(conn):
-                    if _meta(conn, "tip") != (tip or ""):
-                        _sync(conn, repo, tip)
-                    return conn
-            except sqlite3.DatabaseError:
-                if attempt:
-                    raise
-            conn.close()
-        _rebuild(repo, path, tip)
-    raise AssertionError("unreachable")
+    try:
+        conn = None if rebuild else _open_valid(repo, path, tip)
+        if conn is None:
+            _rebuild(repo, path, tip)
+            conn = _open_valid(repo, path, tip)
+        if conn is not None:
+            return conn
+        raise sqlite3.DatabaseError("the index was damaged again right after its rebuild")
+    except (OSError, sqlite3.Error) as e:
+        _without_index(path, e)
+    return _in_memory(repo, tip)
+
+
+# SQLite's primary result codes (an error's sqlite_errorcode is the extended code).
+_SQLITE_ERROR, _SQLITE_CORRUPT, _SQLITE_NOTADB = 1, 11, 26
+# PERM, BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN: the file cannot be written now.
+_SQLITE_UNWRITABLE = {3, 5, 6, 8, 10, 13, 14}
+
+
+def _sqlite_code(e: BaseException) -> int | None:
+    code = getattr(e, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _damaged(e: BaseException) -> bool:
+    """The index file is not an index of this schema: damaged pages, another database."""
+    code = _sqlite_code(e)
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return True
+    msg = str(e)
+    return code == _SQLITE_ERROR and (msg.startswith("no such ") or " has no column " in msg)
+
+
+def _unwritable(e: BaseException) -> bool:
+    return isinstance(e, OSError) or _sqlite_code(e) in _SQLITE_UNWRITABLE
+
+
+_index_warned = False
+
+
+def _without_index(path: str, e: BaseException) -> None:
+    """Say once per process that the index is left aside (reads still answer)."""
+    global _index_warned
+    if _index_warned:
+        return
+    _index_warned = True
+    reason = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+    print(
+        f"gitrun: warning: cannot use the search index {path} ({reason}); answering from "
+        "history without it, which is slower.",
+        file=sys.stderr,
+    )
 
 
 @contextmanager
-def session(repo: Repo, use_index: bool = True) -> Iterator[sqlite3.Connection]:
+def session(
+    repo: Repo, use_index: bool = True, rebuild: bool = False
+) -> Iterator[sqlite3.Connection]:
     """The index plus runs in progress; the live rows are rolled back at the end."""
-    conn = open_index(repo, use_index)
-    live = journal.live_runs(repo)
+    conn = open_index(repo, use_index, rebuild)
     try:
+        live = journal.live_runs(repo)
         if live:
             conn.execute("BEGIN IMMEDIATE" if use_index else "BEGIN")
             ids = [r.run_id for r in live]
@@ -466,9 +586,31 @@ def session(repo: Repo, use_index: bool = True) -> Iterator[sqlite3.Connection]:
             _insert(conn, live, live=True)
         yield conn
     finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        _rollback(conn)
         conn.close()
+
+
+_T = TypeVar("_T")
+
+
+def _query(repo: Repo, use_index: bool, ask: Callable[[sqlite3.Connection], _T]) -> _T:
+    """ask(conn) in a session.  The index is only a cache, so a query that finds it
+    damaged rebuilds it and asks once more, and one that cannot write it (runs in
+    progress are added inside a transaction) asks history in memory instead."""
+    if use_index:
+        for rebuild in (False, True):
+            try:
+                with session(repo, True, rebuild) as conn:
+                    return ask(conn)
+            except sqlite3.DatabaseError as e:
+                if _damaged(e) and not rebuild:
+                    continue
+                if not (_damaged(e) or _unwritable(e)):
+                    raise  # the query itself: the index-free path would fail alike
+                _without_index(index_path(repo), e)
+                break
+    with session(repo, False) as conn:
+        return ask(conn)
 
 
 # ---------------------------------------------------------------------------
@@ -883,17 +1025,26 @@ def _answer(
     """Parse, compile and run a query; `read(conn, rids)` turns the matching runs into rows."""
     node = F.parse_filter(filter_string)
     order = F.parse_order_by(order_by)
-    with session(repo, use_index) as conn:
+
+    def ask(conn: sqlite3.Connection) -> Any:
         sql, params = compile_query(conn, node, order, experiments, lifecycles, max_results)
         rids = [r[0] for r in conn.execute(sql, params)]
         return read(conn, rids)
 
+    return _query(repo, use_index, ask)
+
 
 def run_names(repo: Repo) -> dict[str, str]:
-    with session(repo) as conn:
-        return dict(conn.execute("SELECT run_id, run_name FROM runs").fetchall())
+    return _query(
+        repo, True, lambda conn: dict(conn.execute("SELECT run_id, run_name FROM runs").fetchall())
+    )
 
 
 def experiment_names(repo: Repo) -> list[str]:
-    with session(repo) as conn:
-        return [r[0] for r in conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
+    return _query(
+        repo,
+        True,
+        lambda conn: [
+            r[0] for r in conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")
+        ],
+    )
