@@ -12,6 +12,8 @@ class GitrunError(Exception):
     """Base of every error gitrun raises on purpose."""
 
     exit_code = 1
+    # MLflow's error code names, for code that checks MlflowException.error_code.
+    error_code = "INTERNAL_ERROR"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -20,6 +22,9 @@ class GitrunError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def get_error_code(self) -> str:
+        return self.error_code
+
 
 # MLflow code catches MlflowException; `import gitrun as mlflow` keeps that working.
 MlflowException = GitrunError
@@ -27,6 +32,7 @@ MlflowException = GitrunError
 
 class UsageError(GitrunError):
     exit_code = 2
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class NotAGitRepoError(GitrunError):
@@ -37,16 +43,38 @@ class GitError(GitrunError):
     """A git command failed in a way gitrun did not expect."""
 
 
+class RefLockedError(GitrunError):
+    """Another process holds a ref's lock file (or one was left by a process that died)."""
+
+    def __init__(self, ref: str, lock: str, what: str = "") -> None:
+        import os
+        import time
+
+        try:
+            age = f", created {time.time() - os.path.getmtime(lock):.0f} s ago"
+        except OSError:
+            age = ""
+        super().__init__(
+            f"{ref} is locked by {lock}{age}{what}, held by another process; if no git "
+            f"process is still running in this repository, remove that file (rm '{lock}') "
+            "and run the command again."
+        )
+        self.ref = ref
+        self.lock = lock
+
+
 class RunNotFoundError(GitrunError):
-    pass
+    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class AmbiguousRunError(GitrunError):
-    pass
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class InvalidInputError(GitrunError):
     """A key, value, metric or path the user passed is not acceptable."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class ParamChangedError(InvalidInputError):
@@ -55,6 +83,8 @@ class ParamChangedError(InvalidInputError):
 
 class FilterError(GitrunError):
     """A search filter or order_by clause could not be parsed."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class CorruptRecordError(GitrunError):
@@ -75,3 +105,7 @@ class DirtyWorkTreeError(GitrunError):
 
 class NotReproducedError(GitrunError):
     pass
+
+
+class DiskError(GitrunError):
+    """The disk refused a write: full, over quota, or read-only."""

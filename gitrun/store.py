@@ -22,18 +22,21 @@ A sync merge has the two run tips as parents.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import re
 import sys
+import threading
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
 from . import textfmt
 from .entities import Artifact, Metric, RunRecord
-from .errors import CorruptRecordError, GitrunError
+from .errors import CorruptRecordError, DiskError, GitError, GitrunError
 from .git import BLOB_MODE, TREE_MODE, Repo
 
 RUNS_REF = "refs/gitrun/runs"
@@ -218,6 +221,20 @@ def _build_tree(repo: Repo, files: dict[str, str]) -> str:
 
 def write_run_tree(repo: Repo, rec: RunRecord) -> str:
     """Write the run directory (files + artifacts) and return its tree id."""
+    from .paths import ArtifactPaths
+
+    paths = ArtifactPaths()
+    for a in list(rec.artifacts.values()):
+        # Logged by two processes of one run (the wrapper and its child), a path may have
+        # become both a file and a directory: keep the first, name the other.
+        reason = paths.conflict(a.path)
+        if reason:
+            del rec.artifacts[a.path]
+            problem = f"Artifact '{a.path}' was left out: {reason}."
+            old = rec.tags.get("gitrun.problems")
+            rec.tags["gitrun.problems"] = f"{old} {problem}" if old else problem
+        else:
+            paths.add(a.path)
     blobs = {name: repo.write_blob(data) for name, data in run_files(rec).items()}
     if rec.env_blob:
         blobs[ENV_FILE] = rec.env_blob
@@ -270,13 +287,63 @@ def put_run_dirs(repo: Repo, root: str | None, run_trees: dict[str, str | None])
     return _write_entries(repo, top)
 
 
+def _drop_missing(repo: Repo, rec: RunRecord) -> None:
+    """Leave out what the run points at but the repository lost (an object deleted by
+    `git gc --prune=now` while the run was live, say), naming it in gitrun.problems:
+    a run commit must never point at a missing object (`git fsck`, push and checkout
+    would all reject it)."""
+    wanted: dict[str, str] = {}
+    if rec.code.get("commit"):
+        wanted[rec.code["commit"]] = "its code commit"
+    if rec.env_blob:
+        wanted[rec.env_blob] = "its environment (env.yaml)"
+    if rec.output_blob:
+        wanted[rec.output_blob] = "its output.log"
+    for a in rec.artifacts.values():
+        if a.storage == "git" and a.blob:
+            wanted.setdefault(a.blob, f"artifact '{a.path}'")
+    missing = set(repo.missing_objects(wanted))
+    if not missing:
+        return
+    lost = [wanted[sha] for sha in wanted if sha in missing]
+    if rec.code.get("commit") in missing:
+        rec.code = {**rec.code, "commit": None}
+    if rec.env_blob in missing:
+        rec.env_blob = None
+    if rec.output_blob in missing:
+        rec.output_blob = None
+    for path, a in list(rec.artifacts.items()):
+        if a.blob in missing:
+            del rec.artifacts[path]
+    problem = (
+        f"The repository lost {', '.join(lost)} while the run was live (was `git gc "
+        "--prune=now` run?); the run is recorded without them."
+    )
+    old = rec.tags.get("gitrun.problems")
+    rec.tags["gitrun.problems"] = f"{old} {problem}" if old else problem
+    print(f"gitrun: run {rec.run_id[:8]}: {problem}", file=sys.stderr)
+
+
 def commit_run(repo: Repo, rec: RunRecord) -> str:
     """Append one run to RUNS_REF (compare-and-swap with retry); return the commit id."""
+    if rec.status not in TERMINAL:
+        # docs/format.md: a committed run is never RUNNING.
+        raise GitrunError(
+            f"Run {rec.run_id} cannot be committed with status {rec.status}; end it first."
+        )
+    _drop_missing(repo, rec)
     message = commit_message(rec)
     code = rec.code.get("commit")
     run_tree: str | None = None
+    return _commit_cas(repo, rec, message, code, run_tree)
+
+
+def _commit_cas(
+    repo: Repo, rec: RunRecord, message: str, code: str | None, run_tree: str | None
+) -> str:
     for attempt in range(MAX_CAS_ATTEMPTS):
         old = repo.read_ref(RUNS_REF)
+        check_runs_ref(repo, old)  # never commit runs on top of a code commit
         # The run's objects reach the disk as one pack, before the ref points at them.
         with repo.batch():
             if run_tree is None:
@@ -289,13 +356,13 @@ def commit_run(repo: Repo, rec: RunRecord) -> str:
                 parents.append(code)
             commit = repo.write_commit(root, parents, message, when_ms=rec.end_time)
         rec.tree = run_tree
-        if repo.update_ref(RUNS_REF, commit, old, f"gitrun: record {rec.run_id}"):
+        if repo.cas_ref(RUNS_REF, commit, old, f"gitrun: record {rec.run_id}"):
             return commit
         time.sleep(min(0.001 * (attempt + 1), 0.05))
     raise GitrunError(
         f"Could not update {RUNS_REF} after {MAX_CAS_ATTEMPTS} attempts because other "
-        "processes kept moving it; the run is kept in .git/gitrun/live, run any gitrun "
-        "command to commit it."
+        "processes kept moving it; the run is kept in .git/gitrun/live and the next "
+        "gitrun command commits it."
     )
 
 
@@ -307,22 +374,198 @@ def _root_commit(repo: Repo) -> str:
 # ---------------------------------------------------------------------------
 # reading runs
 # ---------------------------------------------------------------------------
+_RUN_ID = re.compile("[0-9a-f]{32}")
+_BUCKET = re.compile("[0-9a-f]{2}")
+_OBJECT_ID = re.compile("[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def is_run_id(value: object) -> bool:
+    """The one rule for a run id read back from disk or history, as tracking.new_run_id
+    makes them: 32 lowercase hex characters (so never '..', a path, or SQL)."""
+    return isinstance(value, str) and _RUN_ID.fullmatch(value) is not None
+
+
+def is_bucket(name: str) -> bool:
+    return _BUCKET.fullmatch(name) is not None
+
+
+def _shown(name: str) -> str:
+    return name if name.isprintable() else repr(name)
+
+
+def _restore_hint() -> str:
+    # A plain fetch would not resend them: git assumes what its refs reach is present.
+    return f"restore them from a clone that has them (`git fetch --refetch <remote> {RUNS_REF}`)"
+
+
+def missing_run_error(rid: str) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"The objects of run {rid} are missing from this repository (a lost pack or an "
+        f"incomplete fetch); {_restore_hint()}."
+    )
+
+
+_good_tips: set[str] = set()
+
+
+def check_runs_ref(repo: Repo, tip: str | None = None, *, for_writing: bool = False) -> None:
+    """Refuse a runs ref that is not a gitrun runs history (an ordinary commit, a tree, a
+    blob), before anything reads it or commits on top of it; checked once per process
+    per tip.  for_writing: also refuse a repository gitrun cannot write (before a run
+    starts, not when it ends)."""
+    if tip is None:
+        tip = repo.read_ref(RUNS_REF)
+    if tip and tip not in _good_tips:
+        runs_top(repo, tip)
+    if for_writing:
+        check_writable(repo)
+
+
+def _not_a_history(what: str) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"{RUNS_REF} points at {what}, not at a gitrun runs history, so gitrun neither "
+        f"reads nor records runs there; if that was a mistake, delete the ref with "
+        f"`git update-ref -d {RUNS_REF}` (or point it back at your runs history)."
+    )
+
+
+def runs_top(repo: Repo, tip: str) -> dict[str, tuple[str, str]]:
+    """The top level of the runs store at `tip`, refused unless it is a gitrun runs
+    history: a commit whose tree holds gitrun.yaml (and runs/ as a directory)."""
+    if tip in _good_tips:
+        return _entries(repo, tip_tree(repo, tip))
+    if not _OBJECT_ID.fullmatch(tip):
+        raise _not_a_history(f"{_shown(tip[:50])}, which is not an object id")
+    try:
+        kind, data = repo.read_object(tip)
+    except (GitError, OSError, zlib.error, ValueError):
+        raise CorruptRecordError(
+            f"{RUNS_REF} points at {tip[:12]}, which is missing from this repository or "
+            f"damaged; restore it from a clone that has it (`git fetch --refetch <remote> "
+            f"{RUNS_REF}`), or delete the ref (`git update-ref -d {RUNS_REF}`) to start over."
+        ) from None
+    if kind != "commit":
+        raise _not_a_history(f"a {kind} ({tip[:12]})")
+    first = data.split(b"\n", 1)[0].decode(errors="replace")
+    tree = first[5:] if first.startswith("tree ") else ""
+    try:
+        top = _entries(repo, tree)
+    except GitError:
+        raise CorruptRecordError(
+            f"The tree of {RUNS_REF} ({tree[:12]}) is missing from this repository; "
+            f"{_restore_hint()}."
+        ) from None
+    fmt = top.get(FORMAT_FILE)
+    if fmt is None or fmt[0] == TREE_MODE:
+        raise _not_a_history(f"an ordinary commit ({tip[:12]}, its tree has no {FORMAT_FILE})")
+    check_format(repo, top)
+    runs = top.get(RUNS_DIR)
+    if runs is not None and runs[0] != TREE_MODE:
+        raise CorruptRecordError(
+            f"{RUNS_DIR} on {RUNS_REF} is not a directory; the runs ref was damaged or not "
+            "written by gitrun."
+        )
+    _good_tips.add(tip)
+    return top
+
+
+def check_writable(repo: Repo) -> None:
+    """DiskError unless gitrun can create files where a run writes (objects, its own
+    state, the ref's lock): a read-only mount or CI cache is refused before the run."""
+    refs = "reftable" if repo.uses_reftable else "refs"
+    for d in (
+        repo.gitrun_dir,
+        os.path.join(repo.common_dir, "objects"),
+        os.path.join(repo.common_dir, refs),
+    ):
+        probe = os.path.join(d, f".gitrun-probe-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.makedirs(d, exist_ok=True)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"x")  # an empty file fits on a full disk; a byte does not
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as e:
+            reason = e.strerror or type(e).__name__
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskError(
+                    f"{reason} ({d}), so gitrun cannot record a run; free some space and run "
+                    "the command again."
+                ) from None
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise DiskError(
+                    f"The repository {repo.common_dir} is read-only ({d}: {reason}), so "
+                    "gitrun cannot record a run in it; record in a writable clone, or make "
+                    "it writable (reading runs still works)."
+                ) from None
+            raise DiskError(
+                f"gitrun cannot write to {d} ({reason}), so it cannot record a run; fix that "
+                "and run the command again."
+            ) from None
+
+
+def run_buckets(repo: Repo, runs_tree: str) -> dict[str, str]:
+    """bucket -> tree id under runs/; anything else there is left out with a warning."""
+    try:
+        entries = repo.read_tree(runs_tree)
+    except GitError:
+        raise CorruptRecordError(
+            f"The {RUNS_DIR} directory of {RUNS_REF} ({runs_tree[:12]}) is missing from this "
+            f"repository; {_restore_hint()}."
+        ) from None
+    out: dict[str, str] = {}
+    for mode, b, sha in entries:
+        if mode == TREE_MODE and is_bucket(b):
+            out[b] = sha
+        else:
+            _bad_entry(b)
+    return out
+
+
+def bucket_runs(repo: Repo, b: str, tree: str) -> dict[str, str] | None:
+    """run id -> run directory tree id in bucket `b`; None (with a warning) when the
+    bucket's tree is missing.  Entries that are not run directories are left out."""
+    try:
+        entries = repo.read_tree(tree)
+    except GitError:
+        _warn_once(
+            f"{RUNS_DIR}/{b}",
+            f"leaving out the runs in {RUNS_DIR}/{b}/: its tree {tree[:12]} is missing from "
+            f"this repository; {_restore_hint()}.",
+        )
+        return None
+    out: dict[str, str] = {}
+    for mode, rid, sha in entries:
+        if mode == TREE_MODE and is_run_id(rid) and rid.startswith(b):
+            out[rid] = sha
+        else:
+            _bad_entry(f"{b}/{rid}")
+    return out
+
+
+def _bad_entry(path: str) -> None:
+    _warn_once(
+        f"{RUNS_DIR}/{path}",
+        f"leaving out {RUNS_DIR}/{_shown(path)} on {RUNS_REF}: gitrun keeps runs only in "
+        f"{RUNS_DIR}/<2 hex>/<32 lowercase hex run id>/, so it was damaged or not written "
+        "by gitrun.",
+    )
+
+
 def list_run_trees(repo: Repo, tip: str | None = None) -> dict[str, str]:
     """run id -> run directory tree id, read from the tip tree (no history walk)."""
     if tip is None:
         tip = repo.read_ref(RUNS_REF)
     if not tip:
         return {}
-    top = _entries(repo, tip_tree(repo, tip))
-    check_format(repo, top)
+    runs = runs_top(repo, tip).get(RUNS_DIR)
     out: dict[str, str] = {}
-    runs = top.get(RUNS_DIR)
     if not runs:
         return out
-    for _mode, _b, bsha in repo.read_tree(runs[1]):
-        for mode, rid, rsha in repo.read_tree(bsha):
-            if mode == TREE_MODE:
-                out[rid] = rsha
+    for b, bsha in run_buckets(repo, runs[1]).items():
+        out.update(bucket_runs(repo, b, bsha) or {})
     return out
 
 
@@ -335,8 +578,9 @@ def list_runs_dir(
     """Everything under runs/ from one `git ls-tree -r -t -z`: bucket -> tree id,
     bucket -> {run id -> run tree id}, run tree id -> {file name -> (object type, id)}.
 
-    Only trees count as buckets and run directories (as the `read_tree` callers filter);
-    files are the direct entries of a run directory (what is below artifacts/ is skipped)."""
+    Buckets and run directories are what run_buckets / bucket_runs accept (the rest is
+    left out with a warning); files are the direct entries of a run directory (what is
+    below artifacts/ is skipped)."""
     out = repo.git("ls-tree", "-r", "-t", "-z", runs_tree).stdout
     text = out.decode("utf-8", "surrogateescape")
     buckets: dict[str, str] = {}
@@ -347,23 +591,47 @@ def list_runs_dir(
         depth = path.count("/")
         if depth == 2:
             parent, _, name = path.rpartition("/")
-            dirs[parent][name] = (kind, sha)
+            d = dirs.get(parent)
+            if d is not None:
+                d[name] = (kind, sha)
         elif depth == 1:
-            if kind == "tree":
-                b, _, rid = path.partition("/")
+            b, _, rid = path.partition("/")
+            if b not in runs:
+                continue  # not a bucket: warned about below
+            if kind == "tree" and is_run_id(rid) and rid.startswith(b):
                 runs[b][rid] = sha
                 dirs[path] = files.setdefault(sha, {})
-        elif depth == 0 and kind == "tree":
-            buckets[path] = sha
-            runs[path] = {}
+            else:
+                _bad_entry(path)
+        elif depth == 0:
+            if kind == "tree" and is_bucket(path):
+                buckets[path] = sha
+                runs[path] = {}
+            else:
+                _bad_entry(path)
     return buckets, runs, files
+
+
+def _format_blob_id(repo: Repo) -> str:
+    """The id of the gitrun.yaml this gitrun writes: known good without reading it."""
+    import hashlib
+
+    data = f"format: {FORMAT_VERSION}\n".encode()
+    h = hashlib.sha256() if repo.object_format == "sha256" else hashlib.sha1()
+    h.update(f"blob {len(data)}\0".encode() + data)
+    return h.hexdigest()
 
 
 def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:
     f = top.get(FORMAT_FILE)
-    if not f:
+    if not f or f[1] == _format_blob_id(repo):
         return
-    text = repo.read_object(f[1])[1].decode(errors="replace")
+    try:
+        text = repo.read_object(f[1])[1].decode(errors="replace")
+    except GitError:
+        raise CorruptRecordError(
+            f"{FORMAT_FILE} on {RUNS_REF} is missing from this repository; {_restore_hint()}."
+        ) from None
     try:
         version = int(textfmt.load_map(text).get("format", 1))
     except Exception:
@@ -384,13 +652,24 @@ DEFAULT_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, MANIFEST_FILE)
 _warned: set[str] = set()
 
 
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        print(f"gitrun: warning: {message}", file=sys.stderr)
+
+
 def _skip(rid: str, error: CorruptRecordError, skip_corrupt: bool) -> None:
     """One damaged run must not hide all the others: warn once, leave it out."""
     if not skip_corrupt:
         raise error
-    if rid not in _warned:
-        _warned.add(rid)
-        print(f"gitrun: warning: leaving out run {rid[:8]}: {error}", file=sys.stderr)
+    _warn_once(rid, f"leaving out run {_shown(rid[:8])}: {error}")
+
+
+def _corrupt(rid: str, what: str) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"The record of run {_shown(rid)} on {RUNS_REF} {what}; it was damaged or not "
+        "written by gitrun."
+    )
 
 
 def read_records(
@@ -401,58 +680,69 @@ def read_records(
 ) -> dict[str, RunRecord]:
     """Read many run directories at once (one `git cat-file --batch` stream).
 
-    A damaged record is left out with a warning (or raised, with skip_corrupt=False).
+    A damaged record, or one whose objects are missing, is left out with a warning (or
+    raised, with skip_corrupt=False).
     """
     wanted = set(files)
     # 1. the run directory trees, 2. the wanted blobs in them.
     blob_of: dict[str, dict[str, str]] = {}
-    art_blobs: dict[str, dict[str, str]] = {}
-    tree_ids = list(run_trees.items())
+    tree_ids = [(rid, t) for rid, t in run_trees.items() if _check_id(rid, skip_corrupt)]
     for (rid, _t), (_sha, kind, data) in zip(tree_ids, _read_many(repo, [t for _, t in tree_ids])):
         if kind != "tree":
-            _skip(
-                rid,
-                CorruptRecordError(
-                    f"The record of run {rid} on {RUNS_REF} is missing from this repository; "
-                    "it was damaged, or fetched incompletely."
-                ),
-                skip_corrupt,
-            )
+            error = missing_run_error(rid) if kind == "missing" else _corrupt(rid, f"is a {kind}")
+            _skip(rid, error, skip_corrupt)
             continue
-        entries = {name: sha for _mode, name, sha in _parse_tree(repo, data)}
+        try:
+            entries = {name: sha for _mode, name, sha in _parse_tree(repo, data)}
+        except ValueError:
+            _skip(rid, _corrupt(rid, "is not a valid git tree"), skip_corrupt)
+            continue
         blob_of[rid] = {n: s for n, s in entries.items() if n in wanted or n == RUN_FILE}
-        if ARTIFACTS_DIR in entries:
-            art_blobs[rid] = {"": entries[ARTIFACTS_DIR]}
         for n in (ENV_FILE, OUTPUT_FILE):
             if n in entries:
                 blob_of[rid]["@" + n] = entries[n]
     needed = sorted({s for d in blob_of.values() for n, s in d.items() if not n.startswith("@")})
-    content = {sha: data for sha, _kind, data in _read_many(repo, needed)}
+    content = {sha: (kind, data) for sha, kind, data in _read_many(repo, needed)}
     out: dict[str, RunRecord] = {}
     for rid, names in blob_of.items():
         if RUN_FILE not in names:
-            _skip(
-                rid,
-                CorruptRecordError(
-                    f"The record of run {rid} on {RUNS_REF} has no {RUN_FILE}; it was damaged "
-                    "or not written by gitrun."
-                ),
-                skip_corrupt,
+            _skip(rid, _corrupt(rid, f"has no {RUN_FILE}"), skip_corrupt)
+            continue
+        texts: dict[str, bytes] = {}
+        kinds = set()
+        for n, s in names.items():
+            if not n.startswith("@"):
+                kind, texts[n] = content[s]
+                kinds.add(kind)
+        if kinds != {"blob"}:
+            error = (
+                missing_run_error(rid)
+                if "missing" in kinds
+                else _corrupt(rid, "has a directory where a file belongs")
             )
+            _skip(rid, error, skip_corrupt)
             continue
         try:
-            rec = parse_record(
-                {n: content[s] for n, s in names.items() if not n.startswith("@")}, rid
-            )
+            rec = parse_record(texts, rid)
         except CorruptRecordError as e:
             _skip(rid, e, skip_corrupt)
             continue
-        rec.run_id = rid
+        if rec.run_id != rid:
+            what = f"names another run id ({_shown(rec.run_id[:40])}) in its {RUN_FILE}"
+            _skip(rid, _corrupt(rid, what), skip_corrupt)
+            continue
         rec.tree = run_trees[rid]
         rec.env_blob = names.get("@" + ENV_FILE)
         rec.output_blob = names.get("@" + OUTPUT_FILE)
         out[rid] = rec
     return out
+
+
+def _check_id(rid: str, skip_corrupt: bool) -> bool:
+    if is_run_id(rid):
+        return True
+    _skip(rid, _corrupt(rid, "has a directory name that is not a run id"), skip_corrupt)
+    return False
 
 
 def artifact_blobs(repo: Repo, run_tree: str) -> dict[str, tuple[str, str]]:
@@ -481,16 +771,20 @@ def _parse_tree(repo: Repo, data: bytes) -> list[tuple[str, str, str]]:
 
 
 def _read_many(repo: Repo, shas: list[str]) -> Iterable[tuple[str, str, bytes]]:
-    """Loose objects are read in-process; the rest stream through cat-file."""
+    """(id, kind, data) for each of `shas`, kind "missing" for an object the repository
+    does not have.  Loose objects are read in-process; the rest stream through cat-file."""
     missing = []
     found: dict[str, tuple[str, bytes]] = {}
     if len(shas) <= 64:
         for sha in shas:
             path = os.path.join(repo.common_dir, "objects", sha[:2], sha[2:])
             if os.path.exists(path):
-                found[sha] = repo.read_object(sha)
-            else:
-                missing.append(sha)
+                try:
+                    found[sha] = repo.read_object(sha)
+                    continue
+                except (OSError, zlib.error, ValueError, GitError):
+                    pass  # gone meanwhile (a gc) or damaged: git decides
+            missing.append(sha)
     else:
         missing = shas
     streamed = {}
@@ -505,7 +799,10 @@ def _read_many(repo: Repo, shas: list[str]) -> Iterable[tuple[str, str, bytes]]:
 def read_record(repo: Repo, run_id: str, tree: str, history: bool = True) -> RunRecord:
     files = list(DEFAULT_FILES) + ([HISTORY_FILE, ENV_FILE] if history else [ENV_FILE])
     rec = read_records(repo, {run_id: tree}, files, skip_corrupt=False)[run_id]
-    blobs = artifact_blobs(repo, tree)
+    try:
+        blobs = artifact_blobs(repo, tree)
+    except GitError:
+        raise missing_run_error(run_id) from None
     for path, a in rec.artifacts.items():
         if path in blobs:
             a.blob = blobs[path][1]

@@ -76,24 +76,51 @@ def _metric_value(key: str, value: Any) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
-def safe_artifact_path(path: str) -> str:
-    """An artifact destination inside the run: relative, no '..', no control characters."""
-    p = path.replace(os.sep, "/")
-    norm = posixpath.normpath(p)
-    if (
-        not p
-        or p.startswith("/")
-        or norm in (".", "..")
-        or norm.startswith("../")
-        or "/../" in f"/{p}/"
-        or any(c in p for c in "\t\n\r\0")
-        or norm.split("/")[0] == ".git"
-    ):
+_INT64 = 2**63
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int the way MLflow stores a step or timestamp: any real number,
+    truncated (numpy scalars too); None for anything else (text, NaN, infinity)."""
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _metric_step(key: str, step: Any) -> int:
+    """A metric point's step as MLflow takes it: a 64-bit integer, 0 when not given."""
+    if step is None:
+        return 0
+    st = _whole(step)
+    if st is None or not -_INT64 <= st < _INT64:
         raise InvalidInputError(
-            f"Invalid artifact path '{path}': it must be a relative path inside the run, "
-            "without '..', '.git' or control characters."
+            f"Invalid step {step!r} for metric '{key}': a step must be a number that fits "
+            "a 64-bit integer."
         )
-    return norm
+    return st
+
+
+def _metric_timestamp(key: str, timestamp: Any) -> int | None:
+    """A metric point's timestamp (ms since 1970, 64-bit, not negative), or None for now."""
+    if timestamp is None:
+        return None
+    ts = _whole(timestamp)
+    if ts is None or not 0 <= ts < _INT64:
+        raise InvalidInputError(
+            f"Invalid timestamp {timestamp!r} for metric '{key}': a timestamp must be a "
+            "number of milliseconds since 1970, not negative."
+        )
+    return ts
+
+
+def safe_artifact_path(path: str) -> str:
+    """An artifact destination inside the run, normalised; see gitrun/paths.py for the rule."""
+    from .paths import check_artifact_path
+
+    return check_artifact_path(path)
 
 
 class LiveRun:
@@ -117,6 +144,7 @@ class LiveRun:
         self.params = dict(record.params)
         self._lock = threading.Lock()
         self.ended = False
+        self._paths: Any = None  # paths.ArtifactPaths, made on the first artifact
 
     # -- logging ----------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
@@ -137,8 +165,8 @@ class LiveRun:
                     f"'{text}'. Log it under another name or start a new run."
                 )
             return
+        self.journal.write(journal.json_line("p", text, key))
         self.params[key] = text
-        self.journal.write(f"p\t{key}\t{json.dumps(text, ensure_ascii=False)}\n")
 
     def log_metric(self, key: str, value: Any, step: int | None, timestamp: int | None) -> None:
         if key not in _valid_keys:
@@ -151,7 +179,7 @@ class LiveRun:
                 f"Metric '{key}' has a negative timestamp {ts}; use ms since 1970."
             )
         # One write(2) per point: on disk (OS) before the call returns.
-        os.write(self.journal.fd, f"m\t{key}\t{v!r}\t{ts}\t{st}\n".encode())
+        self.journal.write(journal.metric_line(key, v, ts, st))
 
     def set_tag(self, key: str, value: Any) -> None:
         validate_key(key, "tag name")
@@ -162,18 +190,23 @@ class LiveRun:
                 file=sys.stderr,
             )
             text = text[:MAX_TAG_VALUE]
-        self.journal.write(f"t\t{key}\t{json.dumps(text, ensure_ascii=False)}\n")
+        self.journal.write(journal.json_line("t", text, key))
 
     def delete_tag(self, key: str) -> None:
         validate_key(key, "tag name")
-        self.journal.write(f"T\t{key}\n")
+        self.journal.write(journal.encode("T", key))
 
     def set_name(self, name: str) -> None:
-        self.journal.write(f"n\t{json.dumps(str(name), ensure_ascii=False)}\n")
+        self.journal.write(journal.json_line("n", str(name)))
 
-    def log_artifact_file(self, local_path: str, dest: str) -> None:
+    def log_artifact_file(self, local_path: str, dest: str, shown: str | None = None) -> None:
+        """Store one regular file (a symlink named directly is resolved first)."""
+        from . import artwalk
+
         dest = safe_artifact_path(dest)
-        blob, sha256, size = self.repo.write_blob_file(local_path)
+        blob, sha256, size = artwalk.store_file(
+            self.repo, os.path.realpath(local_path), local_path if shown is None else shown
+        )
         self._artifact(dest, blob, sha256, size)
 
     def log_artifact_bytes(self, data: bytes, dest: str) -> None:
@@ -184,8 +217,17 @@ class LiveRun:
         self._artifact(dest, blob, hashlib.sha256(data).hexdigest(), len(data))
 
     def _artifact(self, dest: str, blob: str, sha256: str, size: int) -> None:
+        if self._paths is None:
+            from .paths import ArtifactPaths
+
+            self._paths = ArtifactPaths()
+            for p in self.record.artifacts:
+                self._paths.add(p)
+        self._paths.add(dest)  # a path cannot be a file and a directory at once
+        # The blob must survive a `git gc` until the run is committed.
+        journal.protect(self.repo, self.run_id, [blob])
         a = {"path": dest, "blob": blob, "sha256": sha256, "size": size}
-        self.journal.write("a\t" + json.dumps(a, ensure_ascii=False) + "\n")
+        self.journal.write(journal.json_line("a", a))
 
     # -- ending -----------------------------------------------------------
     def end(self, status: str = "FINISHED", exit_code: int | None = None) -> RunRecord | None:
@@ -196,11 +238,24 @@ class LiveRun:
             self.journal.close()
             return None
         end = {"status": status, "end_time": int(time.time() * 1000), "exit_code": exit_code}
-        self.journal.write("e\t" + json.dumps(end) + "\n")
+        try:
+            self.journal.write(journal.json_line("e", end))
+        except GitrunError:
+            pass  # a full disk: the status is set below all the same
         rec = journal.replay(self.journal.path)
-        assert rec is not None
+        if rec is None:
+            raise GitrunError(
+                f"The journal of run {self.run_id} ({self.journal.path}) can no longer be "
+                "read; the next gitrun command recovers what it holds."
+            )
+        # Never what a torn end line left (RUNNING): the status this call was given.
+        rec.status = status
+        rec.exit_code = exit_code
+        rec.end_time = rec.end_time or int(end["end_time"])  # type: ignore[call-overload]
         journal.finish(self.repo, self.live_dir, rec)
         self.journal.close()
+        if rec.env_blob:
+            _committed_envs.add((self.repo.common_dir, rec.env_blob))
         return rec
 
 
@@ -222,6 +277,10 @@ def new_run(
     """Create and journal a new run owned by this process (code and env captured now)."""
     from . import codestate, config, envinfo, store
 
+    store.check_runs_ref(repo, for_writing=True)
+    if run_name is not None:  # checked before anything is written
+        check_run_name(run_name)
+    _check_experiment_name(experiment)
     journal.recover(repo, quiet=quiet)
     run_id = new_run_id()
     if max_untracked is None:
@@ -248,6 +307,14 @@ def new_run(
         "pid": os.getpid(),
     }
     live_dir, jrnl = journal.create(repo, header)
+    # Until the run is committed, its environment and code snapshot are reachable only
+    # from its keeper ref (an environment this process committed before already is).
+    journal.protect(
+        repo,
+        run_id,
+        [env_blob] if (repo.common_dir, env_blob) not in _committed_envs else [],
+        [code["snapshot"]] if code.get("snapshot") else [],
+    )
     rec = RunRecord(run_id=run_id, run_name=name, experiment=experiment)
     live = LiveRun(repo, run_id, live_dir, jrnl, True, rec)
     system = {
@@ -276,6 +343,7 @@ def new_run(
 
 
 _env_blobs: dict[tuple[str, int], str] = {}
+_committed_envs: set[tuple[str, str]] = set()  # (repository, blob) already in a run
 
 
 def _env_blob(repo: Repo, env: dict[str, Any]) -> str:
@@ -322,13 +390,15 @@ def attach(run_id: str, journal_path: str, git_dir: str) -> LiveRun:
             f"({journal_path}); run the script under `gitrun record` again."
         )
     repo = Repo(git_dir=git_dir, common_dir=git_dir, work_tree=None)
-    jrnl = journal.Journal(journal_path)
+    jrnl = journal.open_journal(repo, journal_path)
     live = LiveRun(repo, run_id, os.path.dirname(journal_path), jrnl, False, rec)
     from . import envinfo
 
     env = envinfo.capture(os.path.join(git_dir, "gitrun", "cache"))
     # The training interpreter's environment is the one that matters for a rerun.
-    jrnl.write(f"v\t{_env_blob(repo, env)}\n")
+    blob = _env_blob(repo, env)
+    journal.protect(repo, run_id, [blob])
+    jrnl.write(journal.encode("v", blob))
     return live
 
 
@@ -409,10 +479,26 @@ def _experiment_name(experiment_id: str | None = None) -> str:
     )
 
 
+def _has_control(text: str) -> bool:
+    """Control characters (newlines, tabs, escapes) garble `gitrun ls` and commit subjects."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in text)
+
+
 def _check_experiment_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "\t\n\r\0"):
+    if not isinstance(name, str) or not name.strip() or _has_control(name):
         raise InvalidInputError(
-            f"Invalid experiment name {name!r}: use a non-empty name without tabs or newlines."
+            f"Invalid experiment name {name!r}: use a non-empty string without newlines, "
+            "tabs or other control characters."
+        )
+    return name
+
+
+def check_run_name(name: Any) -> str:
+    """A run name as given to start_run / gitrun record -n / the mlflow.runName tag."""
+    if not isinstance(name, str) or _has_control(name):
+        raise InvalidInputError(
+            f"Invalid run name {name!r}: use a string without newlines, tabs or other "
+            "control characters."
         )
     return name
 
@@ -421,6 +507,10 @@ def set_experiment(
     experiment_name: str | None = None, experiment_id: str | None = None
 ) -> Experiment:
     global _experiment
+    if experiment_name is None and experiment_id is None:
+        raise InvalidInputError(
+            "set_experiment needs an experiment_name (or experiment_id); both were None."
+        )
     name = _check_experiment_name(experiment_name if experiment_name is not None else experiment_id)
     _experiment = name
     return Experiment(experiment_id=name, name=name, artifact_location=f"gitrun:experiments/{name}")
@@ -469,6 +559,10 @@ def start_run(
     log_system_metrics: bool | None = None,
 ) -> ActiveRun:
     global _last, _attached_once
+    if run_name is not None:
+        check_run_name(run_name)
+    if experiment_id is not None:
+        _check_experiment_name(str(experiment_id))
     if _stack and not nested:
         raise GitrunError(
             f"Run {_stack[-1].info.run_id} is already active. To start a nested run, call "
@@ -487,7 +581,7 @@ def start_run(
         if experiment_id is not None or _experiment:
             if live.record.tags.get("gitrun.experiment_from_cli") != "true":
                 name = _experiment_name(experiment_id)
-                live.journal.write(f"x\t{json.dumps(name, ensure_ascii=False)}\n")
+                live.journal.write(journal.json_line("x", name))
                 live.record.experiment = name
     elif run_id is not None:
         live = _resume(run_id)
@@ -538,16 +632,16 @@ def _resume(run_id: str) -> LiveRun:
     live_dir, jrnl = journal.create(repo, header)
     lines = []
     for k, v in rec.params.items():
-        lines.append(f"p\t{k}\t{json.dumps(v, ensure_ascii=False)}\n")
+        lines.append(journal.json_line("p", v, k))
     for k, v in rec.tags.items():
-        lines.append(f"t\t{k}\t{json.dumps(v, ensure_ascii=False)}\n")
+        lines.append(journal.json_line("t", v, k))
     for key, points in rec.history.items():
         for m in points:
-            lines.append(f"m\t{key}\t{m.value!r}\t{m.timestamp}\t{m.step}\n")
+            lines.append(journal.metric_line(key, m.value, m.timestamp, m.step))
     for a in rec.artifacts.values():
         d = {"path": a.path, "blob": a.blob, "sha256": a.sha256, "size": a.size}
-        lines.append("a\t" + json.dumps(d, ensure_ascii=False) + "\n")
-    jrnl.write("".join(lines))
+        lines.append(journal.json_line("a", d))
+    jrnl.write(b"".join(lines))
     return LiveRun(repo, rec.run_id, live_dir, jrnl, True, rec)
 
 
@@ -618,6 +712,10 @@ def log_metric(
     run_id: str | None = None,
     **_: Any,
 ) -> None:
+    if step is not None and (type(step) is not int or not -_INT64 <= step < _INT64):
+        step = _metric_step(key, step)
+    if timestamp is not None and (type(timestamp) is not int or not 0 <= timestamp < _INT64):
+        timestamp = _metric_timestamp(key, timestamp)
     if run_id is not None:
         client = _other_run(run_id)
         if client is not None:
@@ -634,6 +732,13 @@ def log_metrics(
     timestamp: int | None = None,
     **_: Any,
 ) -> None:
+    if not isinstance(metrics, dict):
+        raise InvalidInputError(
+            f"log_metrics takes a dict of metric names to values, not {type(metrics).__name__}."
+        )
+    first = str(next(iter(metrics), ""))
+    step = _metric_step(first, step) if step is not None else None
+    timestamp = _metric_timestamp(first, timestamp)
     ts = int(time.time() * 1000) if timestamp is None else timestamp
     client = _other_run(run_id)
     if client is not None:
@@ -646,6 +751,8 @@ def log_metrics(
 
 
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
+    if key == "mlflow.runName":
+        check_run_name(str(value))
     live = _live()
     live.set_tag(key, value)
     if key == "mlflow.runName":
@@ -662,13 +769,31 @@ def delete_tag(key: str) -> None:
 
 
 def _dest(local_path: str, artifact_path: str | None) -> str:
-    name = os.path.basename(os.path.normpath(local_path))
-    return f"{artifact_path.strip('/')}/{name}" if artifact_path else name
+    name = os.path.basename(os.path.abspath(local_path))  # "." names the directory itself
+    prefix = artifact_path.strip("/") if artifact_path else ""
+    if not name:  # "/"
+        return prefix
+    return f"{prefix}/{name}" if prefix else name
 
 
 def log_artifact(
-    local_path: str, artifact_path: str | None = None, run_id: str | None = None
+    local_path: str,
+    artifact_path: str | None = None,
+    run_id: str | None = None,
+    *,
+    max_artifact_files: int | None = None,
+    max_artifact_size: int | str | None = None,
 ) -> None:
+    """MLflow's log_artifact; a directory is logged by `log_artifacts` (and its limits)."""
+    if os.path.isdir(local_path):
+        log_artifacts(
+            local_path,
+            _dest(local_path, artifact_path),
+            run_id,
+            max_artifact_files=max_artifact_files,
+            max_artifact_size=max_artifact_size,
+        )
+        return
     client = _other_run(run_id)
     if client is not None:
         client.log_artifact(run_id, local_path, artifact_path)
@@ -678,32 +803,40 @@ def log_artifact(
             f"Artifact '{local_path}' does not exist; check the path (relative paths are "
             f"taken from {os.getcwd()})."
         )
-    if os.path.isdir(local_path):
-        log_artifacts(local_path, _dest(local_path, artifact_path))
-        return
     _live().log_artifact_file(local_path, _dest(local_path, artifact_path))
 
 
 def log_artifacts(
-    local_dir: str, artifact_path: str | None = None, run_id: str | None = None
+    local_dir: str,
+    artifact_path: str | None = None,
+    run_id: str | None = None,
+    *,
+    max_artifact_files: int | None = None,
+    max_artifact_size: int | str | None = None,
 ) -> None:
+    """MLflow's log_artifacts, guarded: symlinks never lead out of `local_dir`, special
+    files are skipped, and at most `max_artifact_files` files / `max_artifact_size` bytes
+    (default 10,000 and 2 GiB; 0: no limit) are taken, checked before anything is stored.
+    """
     client = _other_run(run_id)
     if client is not None:
-        client.log_artifacts(run_id, local_dir, artifact_path)
-        return
-    if not os.path.isdir(local_dir):
-        raise InvalidInputError(
-            f"Artifact directory '{local_dir}' does not exist or is not a directory."
+        client.log_artifacts(
+            run_id,
+            local_dir,
+            artifact_path,
+            max_artifact_files=max_artifact_files,
+            max_artifact_size=max_artifact_size,
         )
+        return
+    from . import artwalk
+
     live = _live()
-    for root, dirs, files in os.walk(local_dir):
-        dirs.sort()
-        for f in sorted(files):
-            full = os.path.join(root, f)
-            rel = os.path.relpath(full, local_dir).replace(os.sep, "/")
-            live.log_artifact_file(
-                full, f"{artifact_path.strip('/')}/{rel}" if artifact_path else rel
-            )
+    lim = artwalk.api_limits(live.repo.work_tree, max_artifact_files, max_artifact_size)
+    for full, dest, shown in artwalk.dir_files(local_dir, artifact_path, lim):
+        try:
+            live.log_artifact_file(full, dest, shown)
+        except InvalidInputError as e:
+            print(f"gitrun: {e} It was skipped.", file=sys.stderr)
 
 
 def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
@@ -773,16 +906,28 @@ def _to_uint8(arr: Any) -> Any:
     return a
 
 
+def _check_run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not run_id.strip():
+        raise InvalidInputError(
+            f"Invalid run id {run_id!r}: pass the run's id (32 hex characters, or a unique "
+            "prefix of 4 or more) or its unique name, as a string."
+        )
+    return run_id
+
+
 def get_run(run_id: str) -> Run:
     from . import runs as runs_mod
 
-    return runs_mod.load(Repo.discover(), run_id).to_run()
+    _check_run_id(run_id)
+    return runs_mod.load(Repo.discover(bare_ok=True), run_id).to_run()
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
     from . import runs as runs_mod
 
-    rec = runs_mod.load(Repo.discover(), run_id, history=True)
+    _check_run_id(run_id)
+    validate_key(key, "metric name")
+    rec = runs_mod.load(Repo.discover(bare_ok=True), run_id, history=True)
     return list(rec.history.get(key, []))
 
 

@@ -102,7 +102,9 @@ def test_ended_but_uncommitted_run_keeps_its_status(repo):
     r = Repo.discover(str(repo))
     live = tracking.new_run(r, run_name="half", experiment="e", quiet=True)
     live.log_metric("acc", 0.5, None, None)
-    live.journal.write('e\t{"status": "FAILED", "exit_code": 2, "end_time": 123456}\n')
+    live.journal.write(
+        journal.json_line("e", {"status": "FAILED", "exit_code": 2, "end_time": 123456})
+    )
     live.journal.close()  # the process "dies": its lock is gone, nothing committed
     assert records(repo) == {}
     [rec] = journal.recover(r, quiet=True)
@@ -116,7 +118,7 @@ def test_torn_last_line_is_ignored(repo):
     r = Repo.discover(str(repo))
     live = tracking.new_run(r, run_name="torn", experiment="e", quiet=True)
     live.log_metric("m", 1.0, 0, None)
-    live.journal.write("m\tm\t2.0\t17")  # the process died mid-write
+    live.journal.write(journal.metric_line("m", 2.0, 17000, 0)[:9])  # died mid-write
     live.journal.close()
     [rec] = journal.recover(r, quiet=True)
     assert rec.metrics == {"m": 1.0} and rec.status == "KILLED"
