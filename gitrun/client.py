@@ -139,6 +139,7 @@ class MlflowClient:
         tags: dict[str, Any] | None = None,
         run_name: str | None = None,
     ) -> Run:
+        tracking._check_experiment_name(None if experiment_id is None else str(experiment_id))
         live = tracking.new_run(
             self.repo, run_name=run_name, experiment=str(experiment_id), tags=tags or {}
         )
@@ -211,8 +212,10 @@ class MlflowClient:
         synchronous: Any = None,
         **_: Any,
     ) -> None:
-        ts = int(time.time() * 1000) if timestamp is None else timestamp
-        self.log_batch(run_id, metrics=[Metric(key, value, ts, step or 0)])
+        st = tracking._metric_step(str(key), step)
+        ts = tracking._metric_timestamp(str(key), timestamp)
+        ts = int(time.time() * 1000) if ts is None else ts
+        self.log_batch(run_id, metrics=[Metric(key, value, ts, st)])
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: Any = None) -> None:
         self.log_batch(run_id, tags=[RunTag(key, str(value))])
@@ -239,6 +242,12 @@ class MlflowClient:
         tags: Sequence[RunTag] = (),
         synchronous: Any = None,
     ) -> None:
+        for t in tags:
+            if t.key == "mlflow.runName":
+                tracking.check_run_name(str(t.value))
+        for m in metrics:
+            tracking._metric_step(str(m.key), m.step)
+            tracking._metric_timestamp(str(m.key), m.timestamp)
         seen: dict[str, str] = {}
         for p in params:
             if p.key in seen and seen[p.key] != str(p.value):
@@ -293,19 +302,20 @@ class MlflowClient:
             raise InvalidInputError(f"Artifact '{local_path}' does not exist; check the path.")
         self._put_files(run_id, [(local_path, tracking._dest(local_path, artifact_path))])
 
-    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
-        if not os.path.isdir(local_dir):
-            raise InvalidInputError(
-                f"Artifact directory '{local_dir}' does not exist or is not a directory."
-            )
-        files = []
-        for root, dirs, names in os.walk(local_dir):
-            dirs.sort()
-            for f in sorted(names):
-                full = os.path.join(root, f)
-                rel = os.path.relpath(full, local_dir).replace(os.sep, "/")
-                files.append((full, f"{artifact_path.strip('/')}/{rel}" if artifact_path else rel))
-        self._put_files(run_id, files)
+    def log_artifacts(
+        self,
+        run_id: str,
+        local_dir: str,
+        artifact_path: str | None = None,
+        *,
+        max_artifact_files: int | None = None,
+        max_artifact_size: int | str | None = None,
+    ) -> None:
+        from . import artwalk
+
+        lim = artwalk.api_limits(self.repo.work_tree, max_artifact_files, max_artifact_size)
+        files = artwalk.dir_files(local_dir, artifact_path, lim)
+        self._put_files(run_id, [(full, dest) for full, dest, _ in files])
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._put_bytes(run_id, text.encode("utf-8"), artifact_file)
@@ -328,9 +338,11 @@ class MlflowClient:
         repo = self.repo
 
         def edit(rec: RunRecord) -> None:
+            from . import artwalk
+
             for src, dest in files:
                 d = tracking.safe_artifact_path(dest)
-                blob, sha256, size = repo.write_blob_file(src)
+                blob, sha256, size = artwalk.store_file(repo, os.path.realpath(src), src)
                 rec.artifacts[d] = Artifact(d, size, sha256, "git", blob)
 
         self._edit_finished(run_id, edit)

@@ -9,6 +9,7 @@ the experiment by MLflow experiment name.  Re-importing skips runs whose
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import Any, Callable
 from . import query, store
 from .compat import require
 from .entities import Artifact, Metric, RunRecord
-from .errors import InvalidInputError, UsageError
+from .errors import GitrunError, InvalidInputError, UsageError
 from .git import Repo
 
 IMPORT_TAG = "mlflow.import.run_id"
@@ -53,15 +54,98 @@ def default_tracking_uri(cwd: str | None = None) -> str:
 
 
 def normalize_uri(uri: str) -> str:
-    if "://" in uri or uri.startswith(("sqlite:", "file:")):
+    """The store's URI for MLflow, after checking that the store exists: MLflow creates an
+    empty database (and its directories) or an mlruns directory when asked for a missing
+    one, and gitrun must never create a store it was asked to read."""
+    if not uri.strip():
+        raise UsageError("--tracking-uri is empty; pass sqlite:///path/mlflow.db or a path.")
+    if uri.startswith("sqlite:"):
+        _check_sqlite(uri)
         return uri
-    path = os.path.abspath(uri)
+    if uri.startswith(("http://", "https://")):
+        return uri
+    if "://" in uri and not uri.startswith("file:"):
+        raise InvalidInputError(
+            f"Cannot import from '{uri}': gitrun reads sqlite:/// databases, mlruns "
+            "directories and http(s):// MLflow servers."
+        )
+    path = uri[len("file:") :] if uri.startswith("file:") else uri
+    if path.startswith("//"):
+        path = path[2:]
+    path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isdir(path):
         raise InvalidInputError(
-            f"MLflow tracking store '{uri}' does not exist; pass an mlruns directory or a "
-            "sqlite:/// URI."
+            f"MLflow tracking store '{uri}' does not exist"
+            + (" (it is a file)" if os.path.exists(path) else "")
+            + "; pass an mlruns directory or a sqlite:/// URI."
+        )
+    if not any(
+        os.path.isfile(os.path.join(path, d, "meta.yaml"))
+        for d in os.listdir(path)
+        if os.path.isdir(os.path.join(path, d))
+    ):
+        raise InvalidInputError(
+            f"{path} is not an MLflow mlruns directory (no experiment in it has a "
+            "meta.yaml); pass the mlruns directory MLflow wrote, or a sqlite:/// URI."
         )
     return "file://" + path
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite(uri: str) -> None:
+    """The database file of a sqlite: URI exists, is SQLite, and holds MLflow's tables."""
+    rest = uri[len("sqlite:") :].split("?", 1)[0]
+    path = rest[3:] if rest.startswith("///") else ""
+    if not path or path == ":memory:":
+        raise InvalidInputError(
+            f"'{uri}' names no database file; write sqlite:///relative/path/mlflow.db or "
+            "sqlite:////absolute/path/mlflow.db."
+        )
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise InvalidInputError(
+            f"There is no MLflow database at {full} (from '{uri}'); check the path "
+            "(sqlite:/// takes a path relative to the current directory, sqlite://// an "
+            "absolute one). gitrun never creates one."
+        )
+    try:
+        with open(full, "rb") as f:
+            header = f.read(16)
+    except OSError as e:
+        raise InvalidInputError(
+            f"Cannot read {full} ({e.strerror}); check its permissions."
+        ) from None
+    if header != _SQLITE_HEADER:
+        raise InvalidInputError(
+            f"{full} is not an SQLite database, so not an MLflow tracking store; pass the "
+            "mlflow.db file MLflow wrote."
+        )
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{full}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise InvalidInputError(
+            f"{full} cannot be read as an SQLite database ({e}); pass the mlflow.db file "
+            "MLflow wrote."
+        ) from None
+    if not {"experiments", "runs"} <= tables:
+        raise InvalidInputError(
+            f"{full} is an SQLite database but not an MLflow tracking store (it has no "
+            "experiments and runs tables); pass the mlflow.db file MLflow wrote."
+        )
+
+
+# How long an MLflow server may take to answer before the import gives up (MLflow's own
+# defaults, 120 s and 7 retries with backoff, mean minutes of silence).
+HTTP_TIMEOUT = "10"
+HTTP_RETRIES = "0"
 
 
 def _client(uri: str) -> Any:
@@ -72,6 +156,40 @@ def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
+
+
+@contextlib.contextmanager
+def _http_limits() -> Iterator[None]:
+    """MLflow's HTTP timeout and retries for the duration of the import (the user's own
+    settings win)."""
+    names = {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": HTTP_TIMEOUT,
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": HTTP_RETRIES,
+    }
+    saved = {k: os.environ.get(k) for k in names}
+    for k, v in names.items():
+        os.environ.setdefault(k, v)
+    try:
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+
+
+def _store_error(uri: str, e: Exception) -> InvalidInputError:
+    """One sentence for MLflow failing to read the store (its messages span many lines)."""
+    text = " ".join(str(e).split())
+    detail = text[:200] + ("..." if len(text) > 200 else "")
+    if uri.startswith(("http://", "https://")):
+        return InvalidInputError(
+            f"The MLflow server {uri} cannot be reached or did not answer within "
+            f"{HTTP_TIMEOUT} s ({detail}); check the URL and that the server is running."
+        )
+    return InvalidInputError(
+        f"MLflow cannot read the tracking store {uri} ({type(e).__name__}: {detail}); check "
+        "that it is a store MLflow wrote (`mlflow db upgrade` for an old database)."
+    )
 
 
 def _paged(fetch: Callable[[str | None], Any]) -> Iterator[Any]:
@@ -131,7 +249,11 @@ def imported_ids(repo: Repo) -> set[str]:
 def build_record(repo: Repo, client: Any, exp: Any, run: Any) -> RunRecord:
     info, data = run.info, run.data
     tags = {str(k): str(v) for k, v in data.tags.items()}
-    name = info.run_name or tags.get("mlflow.runName") or ""
+    original = info.run_name or tags.get("mlflow.runName") or ""
+    # MLflow takes newlines in names, gitrun does not (they garble `ls` and commit subjects).
+    name = _one_line(original)
+    if name != original:
+        tags["mlflow.import.run_name"] = original
     status = info.status if info.status in store.TERMINAL else "KILLED"
     if status != info.status:
         tags[IMPORT_STATUS_TAG] = str(info.status)
@@ -150,7 +272,7 @@ def build_record(repo: Repo, client: Any, exp: Any, run: Any) -> RunRecord:
     rec = RunRecord(
         run_id=uuid.uuid4().hex,
         run_name=name,
-        experiment=exp.name,
+        experiment=_one_line(exp.name) or "Default",
         status=status,
         lifecycle_stage=info.lifecycle_stage or "active",
         start_time=info.start_time,
@@ -165,6 +287,10 @@ def build_record(repo: Repo, client: Any, exp: Any, run: Any) -> RunRecord:
     rec.metrics = rec.latest_metrics()
     rec.artifacts = _artifacts(repo, client, info.run_id)
     return rec
+
+
+def _one_line(text: str) -> str:
+    return "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text).strip()
 
 
 def _artifacts(repo: Repo, client: Any, run_id: str) -> dict[str, Artifact]:
@@ -195,6 +321,10 @@ def import_runs(
     progress: Callable[[list[Any]], Iterable[Any]] | None = None,
     quiet: bool = False,
 ) -> ImportResult:
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:  # say so first, without importing it
+        require("mlflow", "mlflow")
     uri = normalize_uri(tracking_uri or default_tracking_uri(repo.work_tree))
     require("mlflow", "mlflow")
     # MLflow reports through logging, some of it on the root logger (e.g. for stray
@@ -204,19 +334,34 @@ def import_runs(
     if quiet:
         for lg in loggers:
             lg.setLevel(logging.ERROR)
+    result = ImportResult()
     try:
-        client, todo = list_mlflow_runs(uri, experiments)
-        done = imported_ids(repo)
-        result = ImportResult()
-        for exp, run in progress(todo) if progress else todo:
-            mid = run.info.run_id
-            if mid in done:
-                result.skipped.append(mid)
-                continue
-            rec = build_record(repo, client, exp, run)
-            store.commit_run(repo, rec)
-            done.add(mid)
-            result.imported.append((mid, rec.run_id))
+        with _http_limits():
+            try:
+                client, todo = list_mlflow_runs(uri, experiments)
+            except GitrunError:
+                raise
+            except Exception as e:  # MLflow's and SQLAlchemy's own errors: one sentence
+                raise _store_error(uri, e) from None
+            done = imported_ids(repo)
+            for exp, run in progress(todo) if progress else todo:
+                mid = run.info.run_id
+                if mid in done:
+                    result.skipped.append(mid)
+                    continue
+                try:
+                    rec = build_record(repo, client, exp, run)
+                except GitrunError:
+                    raise
+                except Exception as e:
+                    err = _store_error(uri, e)
+                    raise InvalidInputError(
+                        f"{err.message[:-1]}; {len(result.imported)} run(s) were imported "
+                        "before this, and running the import again skips them."
+                    ) from None
+                store.commit_run(repo, rec)
+                done.add(mid)
+                result.imported.append((mid, rec.run_id))
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)

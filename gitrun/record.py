@@ -214,6 +214,8 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         )
     repo = Repo.discover()
     cfg = config.load(repo.work_tree)
+    if opts.experiment is not None and not opts.experiment.strip():
+        raise UsageError("The experiment name given with -e is empty; give a name, e.g. -e churn.")
     experiment = opts.experiment or cfg.get("experiment") or tracking._experiment_name()
     name = opts.name or cfg.get("name")
     tags = {str(k): str(v) for k, v in (cfg.get("tags") or {}).items()}

@@ -7,7 +7,7 @@ import time
 
 from . import journal, store
 from .entities import RunRecord
-from .errors import AmbiguousRunError, RunNotFoundError
+from .errors import AmbiguousRunError, InvalidInputError, RunNotFoundError
 from .git import Repo
 
 _HEX = re.compile(r"^[0-9a-fA-F]{4,}$")
@@ -15,13 +15,22 @@ _HEX = re.compile(r"^[0-9a-fA-F]{4,}$")
 
 def _describe(rec: RunRecord) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime((rec.start_time or 0) / 1000))
-    return f"{rec.run_id[:8]} ({rec.run_name or 'unnamed'}, {rec.experiment}, {when})"
+    return f"{rec.run_id} ({rec.run_name or 'unnamed'}, {rec.experiment}, {when})"
 
 
 def resolve(repo: Repo, ref: str) -> str:
-    """The full id of the run `ref` names; one clear sentence when none or several match."""
+    """The full id of the run `ref` names; one clear sentence when none or several match.
+
+    A full id wins; otherwise every run whose id starts with `ref` (4+ hex characters) or
+    whose name is `ref` is a candidate, so a run named like another run's id prefix is
+    reported as ambiguous instead of silently picking one of them."""
     from . import query
 
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidInputError(
+            f"Invalid run {ref!r}: give a run id, a unique prefix of at least 4 characters "
+            "or a unique run name, as a non-empty string."
+        )
     journal.recover(repo)
     trees = store.list_run_trees(repo)
     live = {r.run_id: r for r in journal.live_runs(repo)}
@@ -29,27 +38,32 @@ def resolve(repo: Repo, ref: str) -> str:
     ref = ref.strip()
     if ref in ids:
         return ref
+    by_prefix: list[str] = []
     if _HEX.match(ref):
-        hits = sorted(i for i in ids if i.startswith(ref.lower()))
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            recs = query.records(repo, hits)
-            raise AmbiguousRunError(
-                f"'{ref}' is a prefix of {len(hits)} runs: "
-                + ", ".join(_describe(recs[h]) for h in hits[:10])
-                + "; give more characters of the id."
-            )
-    names = query.names(repo)
-    hits = sorted(i for i, n in names.items() if n == ref)
+        by_prefix = sorted(i for i in ids if i.startswith(ref.lower()))
+    names = query.names(repo) if ids else {}
+    for rid, rec in live.items():
+        names.setdefault(rid, rec.run_name)
+    by_name = sorted(i for i, n in names.items() if n == ref)
+    hits = sorted(set(by_prefix) | set(by_name))
     if len(hits) == 1:
         return hits[0]
-    if len(hits) > 1:
+    if hits:
         recs = query.records(repo, hits)
+        listed = ", ".join(_describe(recs[h]) for h in hits[:10] if h in recs)
+        if not by_name:
+            raise AmbiguousRunError(
+                f"'{ref}' is a prefix of {len(hits)} runs: {listed}; give more characters "
+                "of the id."
+            )
+        if not by_prefix:
+            raise AmbiguousRunError(
+                f"{len(hits)} runs are named '{ref}': {listed}; use an id prefix instead."
+            )
         raise AmbiguousRunError(
-            f"{len(hits)} runs are named '{ref}': "
-            + ", ".join(_describe(recs[h]) for h in hits[:10])
-            + "; use an id prefix instead."
+            f"'{ref}' is ambiguous: it is the name of {len(by_name)} run(s) and the start of "
+            f"the id of {len(by_prefix)} other run(s): {listed}; give the full id or a "
+            "longer id prefix."
         )
     if not ids:
         raise RunNotFoundError(

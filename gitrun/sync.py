@@ -15,6 +15,7 @@ fetches, joins and tries again, so concurrent pushers all land and nothing is lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -100,6 +101,12 @@ def resolve_remote(repo: Repo, remote: str | None) -> str:
 
 
 _ERROR_PREFIXES = (b"fatal:", b"error:", b"hint:")
+# git's explanation after a failed transfer; gitrun says it in its own sentence instead.
+_NOISE = (
+    b"",
+    b"Please make sure you have the correct access rights",
+    b"and the repository exists.",
+)
 
 
 def _transport(repo: Repo, args: list[str], quiet: bool) -> tuple[int, str, str]:
@@ -123,7 +130,9 @@ def _transport(repo: Repo, args: list[str], quiet: bool) -> tuple[int, str, str]
         # Forward progress lines (ending in \r or \n) as they come; git's error lines are
         # left out because gitrun reports them in its own sentence.
         *done, pending = re.split(rb"(?<=[\r\n])", pending) if chunk else [pending, b""]
-        shown = b"".join(s for s in done if not s.startswith(_ERROR_PREFIXES))
+        shown = b"".join(
+            s for s in done if not s.startswith(_ERROR_PREFIXES) and s.strip() not in _NOISE
+        )
         if out_stream is not None and shown:
             try:
                 out_stream.write(shown)
@@ -181,10 +190,31 @@ _UNREACHABLE = (
 )
 
 
+def _local_path(repo: Repo, url: str) -> str | None:
+    """The directory a remote URL names when it is a local path (not host:path or a URL)."""
+    if "://" in url and not url.startswith("file://"):
+        return None
+    path = url[len("file://") :] if url.startswith("file://") else url
+    if not path.startswith(("/", ".", "~")) and ":" in path.split("/", 1)[0]:
+        return None  # scp-like user@host:path
+    base = repo.work_tree or repo.git_dir
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
 def _remote_error(repo: Repo, remote: str, verb: str, stderr: str) -> RemoteError:
     msg = _git_message(stderr)
     low = stderr.lower()
     url = repo.config(f"remote.{remote}.url") or "?"
+    local = _local_path(repo, url) if url != "?" else None
+    if local is not None and (
+        not os.path.exists(local) or "does not appear to be a git repository" in low
+    ):
+        what = "does not exist" if not os.path.exists(local) else "is not a git repository"
+        return RemoteError(
+            f"Remote '{remote}' cannot be reached: it points to {local}, which {what}; check "
+            f"the path (`git remote -v`), mount or create it (`git init --bare {local}`), or "
+            f"fix it with `git remote set-url {remote} <path>`."
+        )
     if any(k in low for k in _AUTH):
         return RemoteError(
             f"Authentication to remote '{remote}' ({url}) failed: git said \"{msg}\"; "
@@ -193,7 +223,8 @@ def _remote_error(repo: Repo, remote: str, verb: str, stderr: str) -> RemoteErro
     if any(k in low for k in _UNREACHABLE):
         return RemoteError(
             f"Remote '{remote}' ({url}) cannot be reached: git said \"{msg}\"; check the URL "
-            f"(`git remote -v`) and your network, then run gitrun {verb} again."
+            f"(`git remote -v`), your network and that the server is up, then run gitrun "
+            f"{verb} again."
         )
     return RemoteError(
         f"git {verb} to remote '{remote}' ({url}) failed: git said \"{msg}\"; fix that and "
@@ -204,7 +235,7 @@ def _remote_error(repo: Repo, remote: str, verb: str, stderr: str) -> RemoteErro
 # ---------------------------------------------------------------------------
 # fetch and join
 # ---------------------------------------------------------------------------
-def fetch(repo: Repo, remote: str, quiet: bool = False) -> str | None:
+def fetch(repo: Repo, remote: str, quiet: bool = False, verb: str = "pull") -> str | None:
     """Mirror the remote's runs ref into refs/remotes/<remote>/gitrun/runs; its tip or None."""
     ref = tracking_ref(remote)
     args = ["fetch", "-q" if quiet else "--progress", "--no-tags", "--no-write-fetch-head"]
@@ -213,7 +244,7 @@ def fetch(repo: Repo, remote: str, quiet: bool = False) -> str | None:
     if rc != 0:
         if "couldn't find remote ref" in err.lower():
             return None
-        raise _remote_error(repo, remote, "pull", err)
+        raise _remote_error(repo, remote, verb, err)
     return repo.read_ref(ref)
 
 
@@ -277,7 +308,7 @@ def join(
             )
             new = repo.write_commit(tree, [local, theirs], message)
             result.merged = True
-        if repo.update_ref(store.RUNS_REF, new, local, f"gitrun: pull from {remote}"):
+        if repo.cas_ref(store.RUNS_REF, new, local, f"gitrun: pull from {remote}"):
             return result
         # A run was recorded here meanwhile: rebuild on the new tip.
         time.sleep(min(0.002 * (attempt + 1), 0.05))
@@ -336,7 +367,7 @@ def push(
         return got
     last_err = ""
     for attempt in range(1, max_attempts + 1):
-        theirs = fetch(repo, name, quiet)
+        theirs = fetch(repo, name, quiet, verb="push")
         their_runs: dict[str, str] = {}
         if theirs is not None:
             their_runs = check_history(repo, theirs, f"remote '{name}'")
@@ -387,7 +418,8 @@ def _push_status(porcelain: str) -> str:
 def _set_tracking(repo: Repo, remote: str, tip: str) -> None:
     ref = tracking_ref(remote)
     # Best effort: it is only a mirror, refreshed by the next fetch anyway.
-    repo.update_ref(ref, tip, repo.read_ref(ref), f"gitrun: push to {remote}")
+    with contextlib.suppress(GitrunError):
+        repo.cas_ref(ref, tip, repo.read_ref(ref), f"gitrun: push to {remote}", wait=0.5)
 
 
 # ---------------------------------------------------------------------------

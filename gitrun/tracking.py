@@ -172,8 +172,12 @@ class LiveRun:
         if key not in _valid_keys:
             validate_key(key, "metric name")
         v = _metric_value(key, value)
-        ts = int(time.time() * 1000) if timestamp is None else int(timestamp)
-        st = 0 if step is None else int(step)
+        # Plain ints (the common case) skip the validating helpers on this hot path.
+        st = step if type(step) is int else _metric_step(key, step)
+        if timestamp is None:
+            ts = int(time.time() * 1000)
+        else:
+            ts = timestamp if type(timestamp) is int else _metric_timestamp(key, timestamp) or 0
         if ts < 0:
             raise InvalidInputError(
                 f"Metric '{key}' has a negative timestamp {ts}; use ms since 1970."

@@ -81,17 +81,105 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception:  # a bug in gitrun: say so, keep the traceback in a file
-        import tempfile
-        import traceback
-
-        path = os.path.join(tempfile.gettempdir(), "gitrun-crash.log")
-        with open(path, "w", encoding="utf-8") as f:
-            traceback.print_exc(file=f)
-        exc = sys.exc_info()[1]
+    except (RecursionError, MemoryError) as e:  # from input too large to process
+        what = "nested too deeply" if isinstance(e, RecursionError) else "too large"
         click.echo(
-            f"gitrun: internal error ({type(exc).__name__}: {exc}); the traceback is in "
+            f"gitrun: the input is {what} to process ({type(e).__name__}); make it simpler "
+            "or smaller and try again.",
+            err=True,
+        )
+        sys.exit(1)
+    except Exception as e:
+        sentence = environment_error(e)
+        if sentence:  # the disk or the filesystem, not a bug: one sentence
+            click.echo(f"gitrun: {sentence}", err=True)
+            sys.exit(1)
+        # A bug in gitrun: say so, keep the traceback in a file.
+        path = write_crash_log()
+        click.echo(
+            f"gitrun: internal error ({type(e).__name__}: {e}); the traceback is in "
             f"{path}. Please report it.",
             err=True,
         )
         sys.exit(70)
+
+
+def environment_error(e: BaseException) -> str | None:
+    """One sentence for an error of the disk or filesystem (full, quota, read-only,
+    permissions), or None when `e` is something else (a bug)."""
+    import errno
+
+    if type(e).__module__ == "sqlite3":  # the search index: a cache under .git/gitrun
+        text = str(e).lower()
+        if "disk is full" in text or "database or disk is full" in text:
+            return "no space left on device for the search index; free some disk space."
+        if "readonly" in text or "read-only" in text or "unable to open database" in text:
+            return (
+                "the repository is read-only (the search index under .git/gitrun cannot be "
+                "written); run this command in a writable clone."
+            )
+        if "disk i/o error" in text:
+            return "the disk reported an I/O error; check the disk and try again."
+        return None
+    if not isinstance(e, OSError):
+        return None
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return f"no space left on device{where}; free some disk space and run the command again."
+    if e.errno == getattr(errno, "EDQUOT", -1):
+        return f"disk quota exceeded{where}; free some space or raise the quota, then try again."
+    if e.errno == errno.EROFS:
+        return (
+            f"the repository is read-only{where}; commands that only read runs (ls, search, "
+            "show, diff) work there, run this one in a writable clone."
+        )
+    if e.errno in (errno.EACCES, errno.EPERM):
+        if e.filename and _in_repository(str(e.filename)):
+            return (
+                f"the repository is read-only for you (permission denied{where}); run this "
+                "command as its owner or in a writable clone."
+            )
+        return f"permission denied{where}; check the file's permissions and try again."
+    if e.errno == errno.EIO:
+        return f"the disk reported an I/O error{where}; check the disk and try again."
+    return None
+
+
+def _in_repository(path: str) -> bool:
+    try:
+        from ..git import Repo
+
+        r = Repo.discover(bare_ok=True)
+    except Exception:
+        return False
+    full = os.path.abspath(path)
+    roots = [r.common_dir, r.git_dir] + ([r.work_tree] if r.work_tree else [])
+    return any(full == d or full.startswith(d.rstrip(os.sep) + os.sep) for d in roots)
+
+
+def write_crash_log() -> str:
+    """The traceback of the exception being handled, in <git common dir>/gitrun/ (the temp
+    directory outside a repository); one file per crash, so reports never overwrite."""
+    import tempfile
+    import time
+    import traceback
+
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    places = []
+    try:
+        from ..git import Repo
+
+        places.append(os.path.join(Repo.discover(bare_ok=True).gitrun_dir, name))
+    except Exception:
+        pass
+    places.append(os.path.join(tempfile.gettempdir(), "gitrun-" + name))
+    for path in places:
+        d = os.path.dirname(path)
+        try:
+            os.makedirs(d, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as f:
+                traceback.print_exc(file=f)
+            return path
+        except OSError:
+            continue
+    return "(nowhere: no directory could be written)"

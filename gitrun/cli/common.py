@@ -10,14 +10,18 @@ from ..errors import UsageError
 from ..output import FORMATS
 
 
-def format_option(default: str = "table") -> Callable[[Any], Any]:
+def format_option(
+    default: str = "table", choices: tuple[str, ...] = FORMATS
+) -> Callable[[Any], Any]:
+    scripts = [c for c in choices if c != "table"]
+    listed = ", ".join(scripts[:-1]) + (" or " if len(scripts) > 1 else "") + scripts[-1]
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(FORMATS),
+        type=click.Choice(choices),
         default=default,
         show_default=True,
-        help="Output format: aligned table for people; json, csv or markdown for scripts.",
+        help=f"Output format: aligned table for people; {listed} for scripts.",
     )
 
 
@@ -35,9 +39,58 @@ def key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 def repo() -> Any:
+    """The current repository; a bare one too (reading and sharing runs needs no work
+    tree; commands that do need one say so)."""
     from .. import journal
     from ..git import Repo
 
-    r = Repo.discover()
+    r = Repo.discover(bare_ok=True)
     journal.recover(r)
     return r
+
+
+# The most runs one command lists (the API has no limit: any positive int, as MLflow).
+MAX_RESULTS_LIMIT = 1_000_000_000
+
+
+def max_results_option(*names: str, default: int, zero_means_all: bool = False) -> Any:
+    """--max-results: a whole number from 1 (0 too when it means "all") to a sane limit."""
+    low = 0 if zero_means_all else 1
+
+    def check(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        if not low <= value <= MAX_RESULTS_LIMIT:
+            raise click.BadParameter(
+                f"{value} is not a number of runs from {low} to {MAX_RESULTS_LIMIT}"
+                + (" (0 means all)." if zero_means_all else ".")
+            )
+        return value
+
+    help_text = "At most this many runs" + (" (0: all)." if zero_means_all else ".")
+    return click.option(
+        *names, type=int, default=default, show_default=True, callback=check, help=help_text
+    )
+
+
+def check_experiment_names(r: Any, names: tuple[str, ...] | list[str]) -> None:
+    """-e NAME must name an experiment that has runs: say which ones exist instead of
+    answering "no runs" for a typo."""
+    from ..errors import GitrunError
+    from ..query import experiment_names
+
+    if not names:
+        return
+    known = experiment_names(r)
+    missing = [n for n in names if n not in known]
+    if not missing:
+        return
+    shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+    raise GitrunError(
+        f"No experiment named '{missing[0]}'; "
+        + (f"known experiments: {shown}." if known else "this repository has no runs yet.")
+    )
+
+
+def check_nonempty_experiments(names: tuple[str, ...]) -> None:
+    for n in names:
+        if not n.strip():
+            raise UsageError("-e/--experiment needs an experiment name, not an empty string.")

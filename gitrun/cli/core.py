@@ -9,7 +9,15 @@ import sys
 import click
 
 from . import cli
-from .common import format_option, key_values, quiet_option, repo
+from .common import (
+    check_experiment_names,
+    check_nonempty_experiments,
+    format_option,
+    key_values,
+    max_results_option,
+    quiet_option,
+    repo,
+)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -35,21 +43,53 @@ from .common import format_option, key_values, quiet_option, repo
     metavar="FILE",
     help="JSON/YAML file the command writes; read as final metrics.",
 )
+@click.option(
+    "--max-artifact-files",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="At most N files per -a directory (default 10000; 0: no limit).",
+)
+@click.option(
+    "--max-artifact-size",
+    metavar="SIZE",
+    help="At most SIZE bytes per -a directory, e.g. 5GB (default 2GB; 0: no limit).",
+)
 @quiet_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def record(name, experiment, params, tags, artifacts, params_file, metrics_file, quiet, command):
+def record(
+    name,
+    experiment,
+    params,
+    tags,
+    artifacts,
+    params_file,
+    metrics_file,
+    max_artifact_files,
+    max_artifact_size,
+    quiet,
+    command,
+):
     """Run COMMAND as a recorded run and exit with its exit code.
 
     Output streams to the terminal and is kept as the run's output.log; the
     command's own gitrun.log_* calls attach to this run.
 
+    -a paths must lie inside the repository and the current directory (checked
+    before the command runs); symlinks leading out of them are not followed,
+    special files are skipped. What cannot be collected afterwards (artifacts,
+    metrics file) is named on stderr and in the tag gitrun.problems: the run
+    keeps the command's status and exit code, and gitrun exits 1 instead of 0.
+
     \b
     Example:
       gitrun record -n rf-baseline -e churn -p seed=1 -- python train.py --depth 8
+      gitrun record -a models --max-artifact-files 50000 -- python train.py
     """
-    from ..record import RecordOptions
+    from ..record import RecordOptions, check_repeated
     from ..record import record as do_record
 
+    check_repeated(params, "Param", "-p")
+    check_repeated(tags, "Tag", "-t")
     opts = RecordOptions(
         command=list(command),
         name=name,
@@ -60,6 +100,8 @@ def record(name, experiment, params, tags, artifacts, params_file, metrics_file,
         params_file=params_file,
         metrics_file=metrics_file,
         quiet=quiet,
+        max_artifact_files=max_artifact_files,
+        max_artifact_size=max_artifact_size,
     )
     code, _rec = do_record(opts)
     sys.exit(code)
@@ -86,7 +128,7 @@ def _ls_rows(recs, metric_cols):
 
 @cli.command(name="ls")
 @click.option("-e", "--experiment", "experiments", multiple=True, help="Only these experiments.")
-@click.option("-n", "--max-results", default=20, show_default=True, help="How many runs (0: all).")
+@max_results_option("-n", "--max-results", default=20, zero_means_all=True)
 @click.option("--all", "show_all", is_flag=True, help="Show every run.")
 @format_option()
 @quiet_option
@@ -99,8 +141,10 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
     """
     from ..query import api, index
 
+    check_nonempty_experiments(experiments)
     index.QUIET = quiet
     r = repo()
+    check_experiment_names(r, experiments)
     recs = api.list_runs(
         r,
         experiments=list(experiments) or None,
@@ -152,7 +196,10 @@ def show(run, fmt):
         click.echo(json.dumps(_record_json(rec), indent=2, ensure_ascii=False))
         return
     if fmt != "table":
-        raise click.UsageError("gitrun show supports --format table or json.")
+        from ..output import render
+
+        click.echo(render(["key", "value"], _record_rows(rec), fmt))
+        return
     out = []
     out.append(f"run         {rec.run_id}  ({rec.run_name})")
     out.append(f"experiment  {rec.experiment}")
@@ -208,6 +255,39 @@ def show(run, fmt):
     if rec.output_blob:
         out.append(f"output      git show {rec.output_blob[:12]}   (output.log)")
     click.echo("\n".join(out))
+
+
+def _record_rows(rec):
+    """show --format csv/markdown: one key,value row per attribute, param, metric, tag,
+    artifact, and code/env field (the same names search's columns use)."""
+    rows = [
+        ["run_id", rec.run_id],
+        ["run_name", rec.run_name],
+        ["experiment", rec.experiment],
+        ["status", rec.status],
+        ["lifecycle_stage", rec.lifecycle_stage],
+        ["start_time", rec.start_time],
+        ["end_time", rec.end_time],
+        ["user", rec.user],
+        ["host", rec.host],
+        ["exit_code", rec.exit_code],
+        ["command", json.dumps(rec.command, ensure_ascii=False) if rec.command else None],
+        ["cwd", rec.cwd],
+    ]
+    for k, v in sorted((rec.code or {}).items()):
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v, ensure_ascii=False, sort_keys=True)
+        rows.append([f"code.{k}", v])
+    rows += [[f"params.{k}", v] for k, v in rec.params.items()]
+    rows += [[f"metrics.{k}", _metric_text(v)] for k, v in rec.metrics.items()]
+    rows += [[f"tags.{k}", v] for k, v in rec.tags.items()]
+    rows += [[f"artifacts.{a.path}", a.sha256] for a in rec.artifacts.values()]
+    return rows
+
+
+def _metric_text(v):
+    # repr keeps every digit (output.cell would round to 6 significant ones).
+    return repr(v) if isinstance(v, float) and not math.isnan(v) else str(v)
 
 
 def _record_json(rec):

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from . import cli
-from .common import format_option, quiet_option, repo
+from .common import (
+    check_experiment_names,
+    check_nonempty_experiments,
+    format_option,
+    max_results_option,
+    quiet_option,
+    repo,
+)
 
 # Attribute columns --columns accepts besides metrics.*, params.* and tags.*.
 _ATTR_COLUMNS = {
@@ -26,15 +33,30 @@ _ATTR_COLUMNS = {
 }
 
 
+class _NoRow:
+    """Stands in for a row when only checking that a column name is known."""
+
+    run_id = run_name = experiment = status = artifact_uri = user_id = None
+    lifecycle_stage = start_time = end_time = None
+    params: dict[str, Any] = {}
+    tags: dict[str, Any] = {}
+
+    def metric(self, key: str) -> Any:
+        return None
+
+
+_NO_ROW = _NoRow()
+
+
 def column_value(row: Any, col: str) -> Any:
     if col in _ATTR_COLUMNS:
         return _ATTR_COLUMNS[col](row)
     kind, _, key = col.partition(".")
-    if kind in ("metric", "metrics"):
+    if key and kind in ("metric", "metrics"):
         return row.metric(key)
-    if kind in ("param", "params"):
+    if key and kind in ("param", "params"):
         return row.params.get(key)
-    if kind in ("tag", "tags"):
+    if key and kind in ("tag", "tags"):
         return row.tags.get(key)
     from ..errors import UsageError
 
@@ -88,7 +110,7 @@ def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
     metavar="X",
     help="'<identifier> [ASC|DESC]', repeatable (default: newest first).",
 )
-@click.option("--max-results", default=100, show_default=True, help="At most this many runs.")
+@max_results_option("--max-results", default=100, zero_means_all=True)
 @click.option("--columns", metavar="a,b,c", help="Exactly these columns (e.g. run_id,metrics.f1).")
 @click.option(
     "--view",
@@ -116,23 +138,28 @@ def search(
       gitrun search --all-experiments "metrics.loss.min < 0.1 or tags.best = 'yes'"
     """
     import os
+    import warnings
 
     from ..output import render
     from ..query.api import frame_columns, resolve_experiments
     from ..query.index import search as do_search
 
+    check_nonempty_experiments(experiments)
     if quiet:
         from ..query import index
 
         index.QUIET = True
     r = repo()
+    check_experiment_names(r, experiments)
     env_exp = os.environ.get("GITRUN_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if not experiments and not all_experiments:
         if env_exp:
             experiments = (env_exp,)
         else:
             all_experiments = True
-    exps = resolve_experiments(r, None, list(experiments) or None, all_experiments)
+    with warnings.catch_warnings():  # an unknown $GITRUN_EXPERIMENT_NAME: "No runs match."
+        warnings.simplefilter("ignore")
+        exps = resolve_experiments(r, None, list(experiments) or None, all_experiments)
     lifecycles = {"active": ("active",), "deleted": ("deleted",), "all": None}[view]
     rows = []
     if exps != []:
@@ -144,8 +171,12 @@ def search(
             lifecycles=lifecycles,
             max_results=max_results or None,
         )
-    if columns:
+    if columns is not None:
         cols = [c.strip() for c in columns.split(",") if c.strip()]
+        if not cols:
+            raise click.UsageError("--columns needs column names, e.g. run_id,metrics.acc.")
+        for c in cols:
+            column_value(_NO_ROW, c)  # an unknown column is refused even with no runs
         data = [[column_value(row, c) for c in cols] for row in rows]
     elif fmt == "table":
         cols, data = table_view(rows)
@@ -167,7 +198,7 @@ def _num(v: Any) -> str:
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--patch", is_flag=True, help="Show the full code diff, not only --stat.")
-@format_option()
+@format_option(choices=("table", "json"))
 def diff(run_a, run_b, patch, fmt):
     """Show what differs between two runs: params, metrics, tags, artifacts, code.
 
@@ -200,8 +231,6 @@ def diff(run_a, run_b, patch, fmt):
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    if fmt != "table":
-        raise click.UsageError("gitrun diff supports --format table or json.")
     click.echo(render_diff(a, b, result))
 
 

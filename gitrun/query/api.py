@@ -19,6 +19,43 @@ _LIFECYCLES = {
 }
 
 
+_SQLITE_MAX_INT = 2**63 - 1
+
+
+def check_max_results(value: Any, what: str = "max_results") -> int:
+    """A positive whole number of runs (MLflow's rule: max_results is at least 1)."""
+    import numbers
+
+    n: int | None = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        n = int(value)
+    elif isinstance(value, float) and value.is_integer():
+        n = int(value)
+    if n is None or n < 1:
+        raise InvalidInputError(
+            f"Invalid {what} {value!r}: it must be a whole number of runs, 1 or more."
+        )
+    return min(n, _SQLITE_MAX_INT)
+
+
+def check_order_by(order_by: Any) -> list[str]:
+    """order_by as MLflow takes it: a list of strings such as 'metrics.acc DESC'."""
+    if order_by is None:
+        return []
+    if isinstance(order_by, str) or not isinstance(order_by, (list, tuple)):
+        raise InvalidInputError(
+            f"Invalid order_by {order_by!r}: it must be a list of strings, e.g. "
+            "order_by=['metrics.acc DESC']."
+        )
+    for item in order_by:
+        if not isinstance(item, str):
+            raise InvalidInputError(
+                f"Invalid order_by item {item!r}: each item must be a string such as "
+                "'metrics.acc DESC'."
+            )
+    return list(order_by)
+
+
 def lifecycles(run_view_type: Any) -> tuple[str, ...] | None:
     if run_view_type is None:
         return _LIFECYCLES[ViewType.ACTIVE_ONLY]
@@ -46,6 +83,11 @@ def resolve_experiments(
         experiment_ids = [experiment_ids]
     if isinstance(experiment_names, str):
         experiment_names = [experiment_names]
+    for what, value in (("experiment_ids", experiment_ids), ("experiment_names", experiment_names)):
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise InvalidInputError(
+                f"Invalid {what} {value!r}: pass a list of experiment names, e.g. ['Default']."
+            )
     if experiment_ids and experiment_names:
         raise InvalidInputError(
             "Pass either experiment_ids or experiment_names to search_runs, not both."
@@ -53,6 +95,8 @@ def resolve_experiments(
     if experiment_ids:
         return [str(e) for e in experiment_ids]
     if experiment_names:
+        # As MLflow, an unknown name is left out of the search; a warning says so (the
+        # CLI checks names before it gets here and refuses unknown ones).
         known = set(known_experiments(repo))
         out = []
         for name in experiment_names:
@@ -60,7 +104,7 @@ def resolve_experiments(
                 out.append(name)
             else:
                 warnings.warn(
-                    f"Cannot find experiment with name '{name}'; it is left out of the search.",
+                    f"No experiment named '{name}' has any runs; it is left out of the search.",
                     stacklevel=3,
                 )
         return out
@@ -189,11 +233,17 @@ def search_runs(
     from .. import journal
 
     if output_format not in ("pandas", "list"):
-        raise ValueError(
-            f"Unsupported output format: {output_format}. Supported string values are "
-            "'pandas' or 'list'"
+        raise ValueError(  # MLflow's own exception type here
+            f"Unsupported output format: {output_format!r}; use 'pandas' or 'list'."
         )
-    repo = Repo.discover()
+    if filter_string is not None and not isinstance(filter_string, str):
+        raise InvalidInputError(
+            f"Invalid filter_string {filter_string!r}: it must be a string such as "
+            "'metrics.acc > 0.9'."
+        )
+    max_results = check_max_results(max_results)
+    order_by = check_order_by(order_by)
+    repo = Repo.discover(bare_ok=True)
     journal.recover(repo, quiet=True)
     experiments = resolve_experiments(
         repo, experiment_ids, experiment_names, search_all_experiments
@@ -203,7 +253,7 @@ def search_runs(
         return engine(
             repo,
             filter_string,
-            order_by=list(order_by or []),
+            order_by=order_by,
             experiments=experiments,
             lifecycles=lifecycles(run_view_type),
             max_results=max_results,

@@ -51,6 +51,11 @@ ORDER_ONLY_ATTRS = ("experiment_id",)
 NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE")
 KEYWORDS = ("AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "ASC", "DESC")
+# Limits that keep a hostile filter from reaching Python's recursion limit or SQLite's
+# expression-depth limit (1000); real filters are far below them.
+MAX_DEPTH = 20  # nested parentheses and NOTs (SQLite's own parser overflows near 30)
+MAX_TERMS = 500  # comparisons in one filter
+MAX_IN_VALUES = 1000  # values in one IN (...) list
 
 Value = Union[float, str]
 
@@ -290,6 +295,8 @@ class _Parser:
         self.text = text
         self.toks = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
 
     @property
     def tok(self) -> Token:
@@ -332,20 +339,35 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def not_expr(self) -> Node:
-        if self.is_kw("NOT"):
-            self.next()
-            return Not(self.not_expr())
-        if self.tok.kind == "lparen":
-            self.next()
-            node = self.or_expr()
-            if self.tok.kind != "rparen":
-                raise self.fail(self.tok, "')'")
-            self.next()
-            return node
+        if self.is_kw("NOT") or self.tok.kind == "lparen":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise FilterError(
+                    f"Invalid filter: parentheses and NOTs are nested more than {MAX_DEPTH} "
+                    f"deep at position {self.tok.pos}; simplify the filter."
+                )
+            try:
+                if self.is_kw("NOT"):
+                    self.next()
+                    return Not(self.not_expr())
+                self.next()
+                node = self.or_expr()
+                if self.tok.kind != "rparen":
+                    raise self.fail(self.tok, "')'")
+                self.next()
+                return node
+            finally:
+                self.depth -= 1
         return self.comparison()
 
     def comparison(self) -> Compare:
         tok = self.tok
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise FilterError(
+                f"Invalid filter: it has more than {MAX_TERMS} comparisons (at position "
+                f"{tok.pos}); use IN (...) for lists of values or split the search."
+            )
         if tok.kind not in ("word", "ident") or (
             tok.kind == "word" and tok.value.upper() in KEYWORDS
         ):
@@ -393,6 +415,11 @@ class _Parser:
         self.next()
         values: list[Value] = []
         while True:
+            if len(values) >= MAX_IN_VALUES:
+                raise FilterError(
+                    f"Invalid filter: the list of values for IN at position {optok.pos} has "
+                    f"more than {MAX_IN_VALUES} values; split the search."
+                )
             values.append(self.value(ident, "IN", optok))
             t = self.next()
             if t.kind == "rparen":
