@@ -469,9 +469,15 @@ def runs_top(repo: Repo, tip: str) -> dict[str, tuple[str, str]]:
     return top
 
 
+_writable: set[str] = set()
+
+
 def check_writable(repo: Repo) -> None:
     """DiskError unless gitrun can create files where a run writes (objects, its own
-    state, the ref's lock): a read-only mount or CI cache is refused before the run."""
+    state, the ref's lock): a read-only mount or CI cache is refused before the run.
+    Probed once per process and repository (a sweep of runs pays it once)."""
+    if repo.common_dir in _writable:
+        return
     refs = "reftable" if repo.uses_reftable else "refs"
     for d in (
         repo.gitrun_dir,
@@ -504,6 +510,7 @@ def check_writable(repo: Repo) -> None:
                 f"gitrun cannot write to {d} ({reason}), so it cannot record a run; fix that "
                 "and run the command again."
             ) from None
+    _writable.add(repo.common_dir)
 
 
 def run_buckets(repo: Repo, runs_tree: str) -> dict[str, str]:
