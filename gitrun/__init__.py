@@ -2,7 +2,7 @@
 
 The module-level API follows MLflow's fluent API, so `import gitrun as mlflow`
 keeps MLflow tracking code working.  Importing gitrun is cheap: no pandas, no
-GitPython, no git process until a run starts.
+yaml, no git process until a run starts.
 """
 
 from __future__ import annotations
