@@ -78,17 +78,12 @@ def _write_new(path: str, data: bytes, fsync: bool = False) -> None:
     own object writer this retries when one vanishes between mkdir and open.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    for _ in range(8):
-        try:
-            fd = os.open(path, flags, 0o444)
-            break
-        except FileExistsError:  # left by a process of ours that died mid-write
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-    else:
-        fd = os.open(path, flags, 0o444)
+    try:
+        fd = _open_in_dir(path, flags, 0o444)
+    except FileExistsError:  # left by a process of ours that died mid-write
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        fd = _open_in_dir(path, flags, 0o444)
     try:
         view = memoryview(data)
         while view:
@@ -105,7 +100,18 @@ def _write_new(path: str, data: bytes, fsync: bool = False) -> None:
     os.close(fd)
 
 
-def _replace(tmp: str, path: str, data: bytes) -> None:
+def _open_in_dir(path: str, flags: int, mode: int) -> int:
+    """os.open, (re)creating the directory when it is missing, as often as it vanishes
+    (`git prune-packed` may remove an empty objects/xx/ between our mkdir and open)."""
+    for _ in range(8):
+        try:
+            return os.open(path, flags, mode)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+    return os.open(path, flags, mode)
+
+
+def _replace(tmp: str, path: str, data: bytes, fsync: bool = False) -> None:
     """Rename `tmp` to `path`; rewrite `tmp` when its directory vanished meanwhile."""
     for _ in range(8):
         try:
@@ -116,7 +122,7 @@ def _replace(tmp: str, path: str, data: bytes) -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 return
-            _write_new(tmp, data)
+            _write_new(tmp, data, fsync)
     os.replace(tmp, path)
 
 
@@ -173,7 +179,7 @@ def write_pack(packdir: str, objects: dict[str, tuple[str, bytes]]) -> str:
         # fsync'd before the rename, as git does for packs (core.fsync's default), so the
         # ref that will point into this pack never survives a power loss without it.
         _write_new(tmp, content, fsync=True)
-        _replace(tmp, os.path.join(packdir, name + suffix), content)
+        _replace(tmp, os.path.join(packdir, name + suffix), content, fsync=True)
     return name
 
 
@@ -509,8 +515,7 @@ class Repo:
         for sha, (kind, data) in pending.items():
             if kind == "commit":
                 self._commits[sha] = data
-        packdir = os.path.join(self.common_dir, "objects", "pack")
-        write_pack(packdir, pending)
+        write_pack(os.path.join(self.common_dir, "objects", "pack"), pending)
         self._maybe_consolidate_packs()
 
     def _maybe_consolidate_packs(self) -> None:
@@ -639,10 +644,7 @@ class Repo:
         return [line.split()[0] for line in out.splitlines() if line.endswith(" missing")]
 
     def has_object(self, sha: str) -> bool:
-        path = os.path.join(self.common_dir, "objects", sha[:2], sha[2:])
-        if os.path.exists(path):
-            return True
-        return self.git("cat-file", "-e", sha, check=False).returncode == 0
+        return not self.missing_objects([sha])
 
     # -- refs ------------------------------------------------------------
     def _ref_dir(self, ref: str) -> str:
@@ -675,9 +677,9 @@ class Repo:
 
         Returns False when the ref moved (the caller rebuilds and retries); raises
         RefLockedError when another process holds the ref's lock file.  Uses git's own
-        lock-file protocol, so it excludes concurrent git commands.  Like git, a lock
-        is never broken: a lock left by a dead process is named to the user instead
-        (breaking it by age would let two processes both "hold" it).
+        lock-file protocol, so it excludes concurrent git commands.  A lock is broken
+        only when provably left by a process that died (_break_stale_lock); one that
+        is held is never broken.
         """
         if self.uses_reftable:
             zero = "0" * len(new)
@@ -831,14 +833,7 @@ def _freshen(path: str) -> bool:
 def _create_lock(lock: str) -> int:
     """git's lock file (O_EXCL), flocked while held: a lock nobody flocks was left by a
     gitrun process that died (see Repo._break_stale_lock)."""
-    for _ in range(8):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(lock), exist_ok=True)
-    else:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    fd = _open_in_dir(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 

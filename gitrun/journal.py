@@ -46,6 +46,7 @@ from . import store
 from .entities import Artifact, Metric, RunRecord
 from .errors import GitrunError
 from .git import BLOB_MODE, Repo
+from .textfmt import has_control
 
 LIVE_DIR = "live"
 QUARANTINE_DIR = "quarantine"
@@ -73,16 +74,18 @@ def live_ref(run_id: str) -> str:
 # ---------------------------------------------------------------------------
 # the line format
 # ---------------------------------------------------------------------------
+def _seal(body: bytes) -> bytes:
+    return body + b"\t#%08x\n" % zlib.crc32(body)
+
+
 def encode(code: str, *fields: str) -> bytes:
     """One journal line: code and fields, tab-separated, with its checksum."""
-    body = "\t".join((code, *fields)).encode("utf-8", "surrogateescape")
-    return body + b"\t#%08x\n" % zlib.crc32(body)
+    return _seal("\t".join((code, *fields)).encode("utf-8", "surrogateescape"))
 
 
 def metric_line(key: str, value: float, timestamp: int, step: int) -> bytes:
     # The hot path of log_metric: the same as encode("m", ...), without the tuple.
-    body = f"m\t{key}\t{value!r}\t{timestamp}\t{step}".encode()
-    return body + b"\t#%08x\n" % zlib.crc32(body)
+    return _seal(f"m\t{key}\t{value!r}\t{timestamp}\t{step}".encode())
 
 
 def json_line(code: str, value: Any, key: str | None = None) -> bytes:
@@ -313,7 +316,6 @@ def read(path: str, run_id: str | None = None) -> Replay:
 
 
 _HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?\Z")
-_BAD_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _hex(v: Any) -> str:
@@ -329,7 +331,7 @@ def _text(v: Any) -> str:
 
 
 def _key(v: str) -> str:
-    if not v or _BAD_TEXT.search(v) or v.startswith(("/", "..")):
+    if not v or has_control(v) or v.startswith(("/", "..")):
         raise ValueError(v)
     return v
 
@@ -337,7 +339,7 @@ def _key(v: str) -> str:
 def _name(v: Any, default: str) -> str:
     if v is None or v == "":
         return default
-    if not isinstance(v, str) or _BAD_TEXT.search(v):
+    if not isinstance(v, str) or has_control(v):
         raise ValueError(v)
     return v
 

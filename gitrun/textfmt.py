@@ -25,6 +25,16 @@ _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 # JSON leaves these characters raw, but YAML refuses them (DEL, C1 controls, U+FFFE/F,
 # unpaired surrogates) or reads them as line breaks (NEL, U+2028, U+2029; so does
 # str.splitlines).  Written as \u escapes they are the same JSON and valid YAML.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def has_control(text: str) -> bool:
+    """Control characters and line breaks (C0, DEL, C1, U+2028/9): they garble `gitrun ls`,
+    commit subjects and line-based files.  The one rule for names, at creation and when
+    read back."""
+    return _CONTROL.search(text) is not None
+
+
 _JSON_RAW_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 
 
@@ -35,7 +45,7 @@ def _escape(m: re.Match[str]) -> str:
 def json_text(v: Any) -> str:
     """`v` as one line of JSON that is also valid YAML (unicode kept readable)."""
     text = json.dumps(v, ensure_ascii=False)
-    return _JSON_RAW_UNSAFE.sub(_escape, text) if _JSON_RAW_UNSAFE.search(text) else text
+    return _JSON_RAW_UNSAFE.sub(_escape, text)
 
 
 def yaml_key(key: str) -> str:

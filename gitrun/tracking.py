@@ -25,6 +25,7 @@ from . import journal
 from .entities import Experiment, Metric, Run, RunData, RunInfo, RunRecord
 from .errors import GitrunError, InvalidInputError, ParamChangedError, RunNotFoundError
 from .git import Repo
+from .textfmt import has_control
 
 ENV_RUN_ID = "GITRUN_RUN_ID"
 ENV_JOURNAL = "GITRUN_JOURNAL"
@@ -241,7 +242,8 @@ class LiveRun:
         if not self.owner:
             self.journal.close()
             return None
-        end = {"status": status, "end_time": int(time.time() * 1000), "exit_code": exit_code}
+        end_time = int(time.time() * 1000)
+        end = {"status": status, "end_time": end_time, "exit_code": exit_code}
         try:
             self.journal.write(journal.json_line("e", end))
         except GitrunError:
@@ -255,7 +257,7 @@ class LiveRun:
         # Never what a torn end line left (RUNNING): the status this call was given.
         rec.status = status
         rec.exit_code = exit_code
-        rec.end_time = rec.end_time or int(end["end_time"])  # type: ignore[call-overload]
+        rec.end_time = rec.end_time or end_time
         journal.finish(self.repo, self.live_dir, rec)
         self.journal.close()
         if rec.env_blob:
@@ -483,13 +485,8 @@ def _experiment_name(experiment_id: str | None = None) -> str:
     )
 
 
-def _has_control(text: str) -> bool:
-    """Control characters (newlines, tabs, escapes) garble `gitrun ls` and commit subjects."""
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in text)
-
-
 def _check_experiment_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip() or _has_control(name):
+    if not isinstance(name, str) or not name.strip() or has_control(name):
         raise InvalidInputError(
             f"Invalid experiment name {name!r}: use a non-empty string without newlines, "
             "tabs or other control characters."
@@ -499,7 +496,7 @@ def _check_experiment_name(name: Any) -> str:
 
 def check_run_name(name: Any) -> str:
     """A run name as given to start_run / gitrun record -n / the mlflow.runName tag."""
-    if not isinstance(name, str) or _has_control(name):
+    if not isinstance(name, str) or has_control(name):
         raise InvalidInputError(
             f"Invalid run name {name!r}: use a string without newlines, tabs or other "
             "control characters."
