@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .entities import Artifact, RunRecord
 from .errors import GitrunError, InvalidInputError, RunNotFoundError
 from .git import Repo
+from .paths import check_history_path, write_file
 from .tracking import safe_artifact_path
 
 
@@ -74,16 +75,15 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
                 f"Artifact '{a.path}' of run {rec.run_id} is kept in storage '{a.storage}', "
                 "which this gitrun cannot read; upgrade gitrun."
             )
-        rel = safe_artifact_path(a.path)
-        if parent:
-            rel = rel[len(parent) + 1 :]
-        target = os.path.join(dst, *rel.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        # A path from history (maybe someone else's): the rule checkout applies, and a
+        # write that follows no symlink below dst.
+        check_history_path(a.path)
+        rel = a.path[len(parent) + 1 :] if parent else a.path
+        os.makedirs(dst, exist_ok=True)
         kind, data = repo.read_object(a.blob)
         if kind != "blob":
             raise GitrunError(f"Artifact '{a.path}' of run {rec.run_id} is damaged in git.")
-        with open(target, "wb") as f:
-            f.write(data)
+        write_file(dst, rel, data, 0o666)  # the mode open() gives, less the umask
     if not path or not _prefix(path):
         return dst
     return os.path.join(dst, posixpath.basename(path.strip("/")))

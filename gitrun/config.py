@@ -32,6 +32,10 @@ KNOWN_KEYS: dict[str, str] = {
     "max-artifact-size": "size",
 }
 
+# How a yes/no setting may be written (also `gitrun config auto-push VALUE`).
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
 _warned: set[tuple[str, str]] = set()
 
 
@@ -166,9 +170,9 @@ def _check(key: str, kind: str, value: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         v = str(value).strip().lower()
-        if v in ("true", "yes", "on", "1"):
+        if v in TRUE_WORDS:
             return True
-        if v in ("false", "no", "off", "0"):
+        if v in FALSE_WORDS:
             return False
         raise bad()
     if kind == "int":

@@ -101,33 +101,17 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def check_repeated(pairs: Sequence[str], what: str, option: str) -> None:
-    """`-p lr=1 -p lr=2`: a usage error naming the key (the same value twice is fine)."""
-    seen: dict[str, str] = {}
-    for p in pairs:
-        if "=" not in p:
-            continue  # reported by the KEY=VALUE parser
-        k, v = p.split("=", 1)
-        k = k.strip()
-        if k in seen and seen[k] != v:
-            raise UsageError(
-                f"{what} '{k}' is given twice with different values ('{seen[k]}' and '{v}') "
-                f"by {option}; give each {what.lower()} once."
-            )
-        seen[k] = v
-
-
 def artifact_dest(path: str, root: str, git_dirs: Sequence[str]) -> str:
     """Where `-a PATH` is stored in the run (relative to the current directory).
 
     Checked before the command runs, with the path as the user typed it; the path need
     not exist yet.
     """
-    from .artwalk import inside
+    from .artwalk import _CONTROL, inside
 
     if not path.strip():
         raise UsageError("An artifact path (-a) is empty; name a file or directory.")
-    if any(c in path for c in "\t\n\r\0"):
+    if any(c in path for c in _CONTROL):
         raise UsageError(f"Artifact path {path!r} contains control characters; rename it.")
     real_root = os.path.realpath(root)
     cwd = os.getcwd()
@@ -234,10 +218,7 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         )
     params.update(opts.params)
     metrics_file = opts.metrics_file or cfg.get("metrics-file")
-    cfg_artifacts = cfg.get("artifacts") or []
-    if isinstance(cfg_artifacts, str):
-        cfg_artifacts = [cfg_artifacts]
-    artifacts = [str(a) for a in cfg_artifacts] + list(opts.artifacts)
+    artifacts = list(cfg.get("artifacts") or []) + list(opts.artifacts)
     root = repo.work_tree or os.getcwd()
     git_dirs = sorted({os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)})
     dests = [(path, artifact_dest(path, root, git_dirs)) for path in artifacts]
@@ -460,21 +441,17 @@ def _run_child(
             proc = subprocess.Popen(
                 command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-        except FileNotFoundError:
-            msg = f"gitrun: command not found: {command[0]}\n"
+        except OSError as e:
+            code = 127 if isinstance(e, FileNotFoundError) else 126
+            if isinstance(e, FileNotFoundError):
+                msg = f"gitrun: command not found: {command[0]}\n"
+            elif isinstance(e, PermissionError):
+                msg = f"gitrun: permission denied: {command[0]} is not executable\n"
+            else:  # a directory, a script without #!, ...
+                msg = f"gitrun: cannot run {command[0]}: {(e.strerror or str(e)).lower()}\n"
             log.write(msg.encode())
             sys.stderr.write(msg)
-            return "FAILED", 127
-        except PermissionError:
-            msg = f"gitrun: permission denied: {command[0]} is not executable\n"
-            log.write(msg.encode())
-            sys.stderr.write(msg)
-            return "FAILED", 126
-        except OSError as e:  # a directory, a script without #!, ...
-            msg = f"gitrun: cannot run {command[0]}: {(e.strerror or str(e)).lower()}\n"
-            log.write(msg.encode())
-            sys.stderr.write(msg)
-            return "FAILED", 126
+            return "FAILED", code
         with _Signals(proc) as sigs:
             lock = threading.Lock()
             pumps = [
@@ -520,6 +497,7 @@ class _Signals:
     """
 
     WAITED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    MASK = (*WAITED, signal.SIGCHLD)  # SIGCHLD wakes the wait when the child exits
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
@@ -541,13 +519,12 @@ class _Signals:
         for s in self.WAITED:
             self.old[s] = signal.signal(s, self._handler)
         if self.sigwait:
-            mask = {*self.WAITED, signal.SIGCHLD}  # SIGCHLD wakes the wait when it exits
-            self.old_mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, mask))
+            self.old_mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, self.MASK))
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.old_mask is not None:
-            while signal.sigtimedwait({*self.WAITED, signal.SIGCHLD}, 0) is not None:
+            while signal.sigtimedwait(self.MASK, 0) is not None:
                 pass  # arrived after the child ended: nothing to pass on
             signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
         for s, h in self.old.items():
@@ -578,7 +555,7 @@ class _Signals:
             if self.int_due is not None:
                 timeout = max(0.0, min(timeout, self.int_due - time.monotonic()))
             if self.sigwait:
-                info = signal.sigtimedwait(self.WAITED + (signal.SIGCHLD,), timeout)
+                info = signal.sigtimedwait(self.MASK, timeout)
                 if info is not None and info.si_signo != signal.SIGCHLD:
                     self._note(info.si_signo, from_terminal=info.si_code > 0)
             else:

@@ -42,6 +42,7 @@ from .git import BLOB_MODE, TREE_MODE, Repo
 RUNS_REF = "refs/gitrun/runs"
 FORMAT_VERSION = 1
 FORMAT_FILE = "gitrun.yaml"
+_FORMAT_DATA = f"format: {FORMAT_VERSION}\n".encode()  # the gitrun.yaml gitrun writes
 RUNS_DIR = "runs"
 ARTIFACTS_DIR = "artifacts"
 RUN_FILE = "run.yaml"
@@ -230,9 +231,7 @@ def write_run_tree(repo: Repo, rec: RunRecord) -> str:
         reason = paths.conflict(a.path)
         if reason:
             del rec.artifacts[a.path]
-            problem = f"Artifact '{a.path}' was left out: {reason}."
-            old = rec.tags.get("gitrun.problems")
-            rec.tags["gitrun.problems"] = f"{old} {problem}" if old else problem
+            _add_problem(rec, f"Artifact '{a.path}' was left out: {reason}.")
         else:
             paths.add(a.path)
     blobs = {name: repo.write_blob(data) for name, data in run_files(rec).items()}
@@ -267,7 +266,7 @@ def tip_tree(repo: Repo, tip: str | None) -> str | None:
 def put_run_dirs(repo: Repo, root: str | None, run_trees: dict[str, str | None]) -> str:
     """Return a new root tree with runs/<b>/<id> set to the given trees (None: removed)."""
     top = _entries(repo, root)
-    top[FORMAT_FILE] = (BLOB_MODE, repo.write_blob(f"format: {FORMAT_VERSION}\n".encode()))
+    top[FORMAT_FILE] = (BLOB_MODE, repo.write_blob(_FORMAT_DATA))
     runs = _entries(repo, top.get(RUNS_DIR, ("", None))[1])
     by_bucket: dict[str, dict[str, str | None]] = {}
     for rid, t in run_trees.items():
@@ -319,9 +318,14 @@ def _drop_missing(repo: Repo, rec: RunRecord) -> None:
         f"The repository lost {', '.join(lost)} while the run was live (was `git gc "
         "--prune=now` run?); the run is recorded without them."
     )
+    _add_problem(rec, problem)
+    print(f"gitrun: run {rec.run_id[:8]}: {problem}", file=sys.stderr)
+
+
+def _add_problem(rec: RunRecord, problem: str) -> None:
+    """Append one sentence to the run's gitrun.problems tag."""
     old = rec.tags.get("gitrun.problems")
     rec.tags["gitrun.problems"] = f"{old} {problem}" if old else problem
-    print(f"gitrun: run {rec.run_id[:8]}: {problem}", file=sys.stderr)
 
 
 def commit_run(repo: Repo, rec: RunRecord) -> str:
@@ -335,12 +339,6 @@ def commit_run(repo: Repo, rec: RunRecord) -> str:
     message = commit_message(rec)
     code = rec.code.get("commit")
     run_tree: str | None = None
-    return _commit_cas(repo, rec, message, code, run_tree)
-
-
-def _commit_cas(
-    repo: Repo, rec: RunRecord, message: str, code: str | None, run_tree: str | None
-) -> str:
     for attempt in range(MAX_CAS_ATTEMPTS):
         old = repo.read_ref(RUNS_REF)
         check_runs_ref(repo, old)  # never commit runs on top of a code commit
@@ -357,6 +355,7 @@ def _commit_cas(
             commit = repo.write_commit(root, parents, message, when_ms=rec.end_time)
         rec.tree = run_tree
         if repo.cas_ref(RUNS_REF, commit, old, f"gitrun: record {rec.run_id}"):
+            _good_tips.add(commit)  # written by us: the next run's check costs nothing
             return commit
         time.sleep(min(0.001 * (attempt + 1), 0.05))
     raise GitrunError(
@@ -621,12 +620,7 @@ def list_runs_dir(
 
 def _format_blob_id(repo: Repo) -> str:
     """The id of the gitrun.yaml this gitrun writes: known good without reading it."""
-    import hashlib
-
-    data = f"format: {FORMAT_VERSION}\n".encode()
-    h = hashlib.sha256() if repo.object_format == "sha256" else hashlib.sha1()
-    h.update(f"blob {len(data)}\0".encode() + data)
-    return h.hexdigest()
+    return repo._hash(f"blob {len(_FORMAT_DATA)}\0".encode(), _FORMAT_DATA)
 
 
 def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:
@@ -858,7 +852,7 @@ def merge_roots(repo: Repo, ours: str | None, theirs: str | None) -> str:
                 eo[rid] = (TREE_MODE, _pick(repo, rid, eo[rid][1], rt))
         runs_o[b] = (TREE_MODE, _write_entries(repo, eo))
     top_o[RUNS_DIR] = (TREE_MODE, _write_entries(repo, runs_o))
-    top_o[FORMAT_FILE] = (BLOB_MODE, repo.write_blob(f"format: {FORMAT_VERSION}\n".encode()))
+    top_o[FORMAT_FILE] = (BLOB_MODE, repo.write_blob(_FORMAT_DATA))
     return _write_entries(repo, top_o)
 
 

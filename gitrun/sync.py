@@ -24,15 +24,14 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import store
+from . import config, store
 from .errors import GitrunError, RemoteError
 from .git import Repo, git_env
 
 TRACKING_REF = "refs/remotes/{remote}/gitrun/runs"
 AUTOPUSH_KEY = "gitrun.autopush"
 DEFAULT_PUSH_ATTEMPTS = 20
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+_TRUE, _FALSE = config.TRUE_WORDS, config.FALSE_WORDS
 
 
 @dataclass
@@ -448,8 +447,6 @@ def parse_bool(value: str, key: str) -> bool:
 def auto_push_enabled(repo: Repo) -> bool:
     value = repo.config(AUTOPUSH_KEY)
     if value is None:
-        from . import config
-
         value = config.load(repo.work_tree).get("auto-push")
     if isinstance(value, bool):
         return value

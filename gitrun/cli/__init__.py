@@ -152,9 +152,11 @@ def _in_repository(path: str) -> bool:
         r = Repo.discover(bare_ok=True)
     except Exception:
         return False
+    from ..artwalk import inside
+
     full = os.path.abspath(path)
     roots = [r.common_dir, r.git_dir] + ([r.work_tree] if r.work_tree else [])
-    return any(full == d or full.startswith(d.rstrip(os.sep) + os.sep) for d in roots)
+    return any(inside(full, d) for d in roots)
 
 
 def write_crash_log() -> str:

@@ -28,13 +28,21 @@ def format_option(
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print no progress or notices.")
 
 
-def key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
-    out = {}
+def key_values(pairs: tuple[str, ...], what: str, option: str) -> dict[str, str]:
+    """`-p k=v` pairs as a dict; a usage error for a pair without `=` or a key given
+    twice with different values (`-p lr=1 -p lr=2`; the same value twice is fine)."""
+    out: dict[str, str] = {}
     for p in pairs:
         if "=" not in p:
             raise UsageError(f"{what} '{p}' must be written KEY=VALUE.")
         k, v = p.split("=", 1)
-        out[k.strip()] = v
+        k = k.strip()
+        if k in out and out[k] != v:
+            raise UsageError(
+                f"{what} '{k}' is given twice with different values ('{out[k]}' and '{v}') "
+                f"by {option}; give each {what.lower()} once."
+            )
+        out[k] = v
     return out
 
 

@@ -85,17 +85,15 @@ def record(
       gitrun record -n rf-baseline -e churn -p seed=1 -- python train.py --depth 8
       gitrun record -a models --max-artifact-files 50000 -- python train.py
     """
-    from ..record import RecordOptions, check_repeated
+    from ..record import RecordOptions
     from ..record import record as do_record
 
-    check_repeated(params, "Param", "-p")
-    check_repeated(tags, "Tag", "-t")
     opts = RecordOptions(
         command=list(command),
         name=name,
         experiment=experiment,
-        params=key_values(params, "Param"),
-        tags=key_values(tags, "Tag"),
+        params=key_values(params, "Param", "-p"),
+        tags=key_values(tags, "Tag", "-t"),
         artifacts=list(artifacts),
         params_file=params_file,
         metrics_file=metrics_file,

@@ -549,20 +549,13 @@ def _unwritable(e: BaseException) -> bool:
     return isinstance(e, OSError) or _sqlite_code(e) in _SQLITE_UNWRITABLE
 
 
-_index_warned = False
-
-
 def _without_index(path: str, e: BaseException) -> None:
     """Say once per process that the index is left aside (reads still answer)."""
-    global _index_warned
-    if _index_warned:
-        return
-    _index_warned = True
     reason = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
-    print(
-        f"gitrun: warning: cannot use the search index {path} ({reason}); answering from "
-        "history without it, which is slower.",
-        file=sys.stderr,
+    store._warn_once(
+        "search index",
+        f"cannot use the search index {path} ({reason}); answering from history without "
+        "it, which is slower.",
     )
 
 
