@@ -47,9 +47,9 @@ def env() -> dict[str, str]:
 
 
 def generate(repo_dir: str, n: int) -> float:
-    from gitrun import store
-    from gitrun.entities import Metric, RunRecord
-    from gitrun.git import Repo
+    from gitrun._git import Repo
+    from gitrun.format import store
+    from gitrun.format.entities import Metric, RunRecord
 
     t0 = time.perf_counter()
     subprocess.run(["git", "init", "-q", repo_dir], check=True, env=env())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import GitrunError, MlflowException
 
 if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
-    from .entities import Experiment, Metric, Param, Run, RunData, RunInfo, RunTag
+    from .format.entities import Experiment, Metric, Param, Run, RunData, RunInfo, RunTag
     from .tracking import (
         ActiveRun,
         active_run,
@@ -90,18 +90,23 @@ _TRACKING = frozenset(__all__) - _ENTITIES - {"GitrunError", "MlflowException", 
 # Heavier parts load on first use so `import gitrun` stays light.
 _LAZY = {
     "search_runs": ("gitrun.query.api", "search_runs"),
-    "MlflowClient": ("gitrun.client", "MlflowClient"),
+    "MlflowClient": ("gitrun.tracking.client", "MlflowClient"),
 }
-_LAZY_MODULES = ("client", "sklearn", "pyfunc", "query", "entities", "artifacts")
+_LAZY_MODULES = ("sklearn", "pyfunc", "query", "entities")
 # MLflow module names that are gitrun modules under another name.
-_ALIASES = {"exceptions": "gitrun.errors", "models": "gitrun.mlmodel"}
+_ALIASES = {
+    "exceptions": "gitrun.errors",
+    "models": "gitrun.mlflow.mlmodel",
+    "client": "gitrun.tracking.client",
+    "artifacts": "gitrun.query.artifacts",
+}
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
     if name in _TRACKING or name in _ENTITIES:
-        module = "gitrun.tracking" if name in _TRACKING else "gitrun.entities"
+        module = "gitrun.tracking" if name in _TRACKING else "gitrun.format.entities"
         value = getattr(importlib.import_module(module), name)
         globals()[name] = value  # later lookups skip __getattr__
         return value
@@ -112,7 +117,7 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"gitrun.{name}")
     if name in _ALIASES:
         return importlib.import_module(_ALIASES[name])
-    compat = importlib.import_module("gitrun.compat")
+    compat = importlib.import_module("gitrun.mlflow.compat")
     if name in compat.EXTRA:
         return compat.EXTRA[name]
     stub = compat.missing(name)

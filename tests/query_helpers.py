@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gitrun import store
-from gitrun.entities import Metric, RunRecord
+from gitrun.format import store
+from gitrun.format.entities import Metric, RunRecord
 
 
 def make_record(

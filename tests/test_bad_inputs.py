@@ -29,8 +29,7 @@ import pytest
 
 import gitrun
 from gitrun.errors import AmbiguousRunError, FilterError, GitrunError, InvalidInputError
-
-from .conftest import IDENTITY, git, run_cli, snapshot_state
+from tests.conftest import IDENTITY, git, run_cli, snapshot_state
 
 
 # ---------------------------------------------------------------------------
@@ -452,7 +451,7 @@ def test_unknown_pyproject_key_names_the_section(repo) -> None:
     ],
 )
 def test_config_wrong_types_name_file_key_and_type(tmp_path, text, key, expected) -> None:
-    from gitrun import config
+    from gitrun.capture import settings as config
 
     (tmp_path / ".gitrun.yaml").write_text(text)
     with pytest.raises(InvalidInputError) as e:
@@ -463,7 +462,7 @@ def test_config_wrong_types_name_file_key_and_type(tmp_path, text, key, expected
 
 
 def test_config_values_are_normalised(tmp_path) -> None:
-    from gitrun import config
+    from gitrun.capture import settings as config
 
     (tmp_path / ".gitrun.yaml").write_text(
         "experiment: 2024\nartifacts: model.pkl\ntags: {seed: 1}\nauto_push: yes\n"
@@ -652,8 +651,8 @@ def test_api_unknown_experiment_name_is_empty_with_a_clean_warning(repo) -> None
 
 
 def test_resolve_lists_a_name_and_an_id_prefix(repo) -> None:
-    from gitrun import runs
-    from gitrun.git import Repo
+    from gitrun._git import Repo
+    from gitrun.query import resolve as runs
 
     with gitrun.start_run(run_name="first") as a:
         pass

@@ -11,11 +11,11 @@ import uuid
 import pytest
 from conftest import git, run_cli, snapshot_state
 
-from gitrun import store
-from gitrun.checkout import checkout, safe_join
-from gitrun.entities import Artifact, RunRecord
+from gitrun._git import BLOB_MODE, LINK_MODE, TREE_MODE, Repo
 from gitrun.errors import DirtyWorkTreeError, GitrunError, UnsafePathError
-from gitrun.git import BLOB_MODE, LINK_MODE, TREE_MODE, Repo
+from gitrun.format import store
+from gitrun.format.entities import Artifact, RunRecord
+from gitrun.workflows.checkout import checkout, safe_join
 
 TRAIN = """\
 import sys
@@ -275,7 +275,7 @@ def test_symlink_in_code_commit_is_refused(repo, tmp_path):
 def test_manifest_hash_mismatch_is_refused(repo, tmp_path):
     rid = craft(repo, {"model.bin": b"real\n"})
     r = Repo.discover(str(repo))
-    from gitrun import runs
+    from gitrun.query import resolve as runs
 
     rec = runs.load(r, rid)
     rec.artifacts["model.bin"].blob = r.write_blob(b"tampered\n")

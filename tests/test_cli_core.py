@@ -9,8 +9,7 @@ from click.testing import CliRunner
 
 import gitrun
 from gitrun.cli import COMMANDS, cli, load_all
-
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 
 def all_commands():
@@ -114,7 +113,7 @@ def test_ls_table_and_formats(repo):
 
 
 def test_git_log_shows_one_readable_commit_per_run(repo):
-    from .conftest import git
+    from tests.conftest import git
 
     gitrun.set_experiment("churn")
     with gitrun.start_run(run_name="rf"):
@@ -139,8 +138,8 @@ def test_cli_search_covers_every_experiment_unless_told(repo, monkeypatch):
 
 
 def test_a_corrupted_record_is_left_out_with_one_warning(repo):
-    from gitrun import store
-    from gitrun.git import Repo
+    from gitrun._git import Repo
+    from gitrun.format import store
 
     with gitrun.start_run(run_name="good"):
         pass

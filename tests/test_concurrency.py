@@ -5,10 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from gitrun import store
-from gitrun.git import Repo
-
-from .conftest import git
+from gitrun._git import Repo
+from gitrun.format import store
+from tests.conftest import git
 
 WORKER = """
 import sys, gitrun

@@ -21,9 +21,8 @@ import pytest
 
 import gitrun
 from gitrun.errors import GitrunError
-
-from .conftest import IDENTITY, git, run_cli
-from .query_helpers import make_record, put_records
+from tests.conftest import IDENTITY, git, run_cli
+from tests.query_helpers import make_record, put_records
 
 REF = "refs/gitrun/runs"
 
@@ -136,7 +135,7 @@ def small(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> dict:
     """2,000 runs (written straight into history, one pack) with a warm index."""
-    from gitrun.git import Repo
+    from gitrun._git import Repo
 
     base = tmp_path_factory.mktemp("big")
     d = base / "repo"
@@ -528,7 +527,7 @@ def test_a_lost_pack_hides_only_its_run(small, tmp_path):
 # 5. names read back from history are validated as at creation
 # ---------------------------------------------------------------------------
 def test_names_in_history_that_are_not_run_ids_are_left_out(tmp_path):
-    from gitrun.git import Repo
+    from gitrun._git import Repo
 
     d = tmp_path / "repo"
     d.mkdir()

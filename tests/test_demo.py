@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import run_cli
+from tests.conftest import run_cli
 
 
 def test_demo_runs_the_whole_story(tmp_path):

@@ -8,8 +8,7 @@ from click.testing import CliRunner
 
 import gitrun
 from gitrun.cli import cli
-
-from .conftest import git
+from tests.conftest import git
 
 
 def two_runs(repo):

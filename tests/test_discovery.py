@@ -11,10 +11,9 @@ import sys
 import pytest
 
 import gitrun
+from gitrun._git import Repo
 from gitrun.errors import NotAGitRepoError
-from gitrun.git import Repo
-
-from .conftest import git, run_cli
+from tests.conftest import git, run_cli
 
 
 def _one_line(stderr: str) -> str:

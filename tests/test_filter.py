@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from gitrun._git import Repo
 from gitrun.errors import FilterError
-from gitrun.git import Repo
 from gitrun.query import filter as F
 from gitrun.query.index import search
-
-from .query_helpers import make_record, put_records
+from tests.query_helpers import make_record, put_records
 
 R1, R2, R3, R4 = ("a1" + "0" * 30, "b2" + "0" * 30, "c3" + "0" * 30, "d4" + "0" * 30)
 NAME = {R1: "r1", R2: "r2", R3: "r3", R4: "r4"}
@@ -18,7 +17,7 @@ NAME = {R1: "r1", R2: "r2", R3: "r3", R4: "r4"}
 
 @pytest.fixture(scope="module")
 def runs_repo(tmp_path_factory):
-    from .conftest import git
+    from tests.conftest import git
 
     d = tmp_path_factory.mktemp("filter") / "repo"
     d.mkdir()
@@ -184,7 +183,7 @@ def test_bad_order_by(item, token, pos):
 
 
 def test_literal_metric_named_min_wins_over_aggregate(tmp_path):
-    from .conftest import git
+    from tests.conftest import git
 
     git(tmp_path, "init", "-q")
     repo = Repo.discover(str(tmp_path))

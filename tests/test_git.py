@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 import gitrun
-from gitrun import store
-from gitrun.git import PACK_LIMIT, Repo, write_pack
-
-from .conftest import git
+from gitrun._git import PACK_LIMIT, Repo, write_pack
+from gitrun.format import store
+from tests.conftest import git
 
 
 def test_pack_written_by_gitrun_is_valid_for_git(repo):

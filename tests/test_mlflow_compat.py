@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 import gitrun
-from gitrun import store
+from gitrun._git import Repo
 from gitrun.cli import cli
-from gitrun.git import Repo
-
-from .conftest import IDENTITY, git, run_cli
+from gitrun.format import store
+from tests.conftest import IDENTITY, git, run_cli
 
 # MLflow's quickstart, extended: identical for both, except the first line.
 QUICKSTART = """
@@ -348,7 +347,7 @@ def test_import_mlflow_missing_store(repo):
 @pytest.fixture
 def sk():
     pytest.importorskip("sklearn")
-    import gitrun.sklearn as gsk
+    import gitrun.mlflow.sklearn as gsk
 
     yield gsk
     gsk.autolog(disable=True)
@@ -515,7 +514,7 @@ def test_gitrun_sklearn_without_sklearn_says_how_to_install(tmp_path):
 # MlflowClient and the module-level gaps
 # ---------------------------------------------------------------------------
 def test_client_create_log_batch_terminate(repo):
-    from gitrun.client import MlflowClient
+    from gitrun.tracking.client import MlflowClient
 
     c = MlflowClient()
     run = c.create_run("exp1", run_name="by-client", tags={"k": "v"})
@@ -545,7 +544,7 @@ def test_client_create_log_batch_terminate(repo):
 
 
 def test_client_logs_to_finished_run_and_deletes(repo, tmp_path):
-    from gitrun.client import MlflowClient
+    from gitrun.tracking.client import MlflowClient
 
     with gitrun.start_run(run_name="done") as run:
         gitrun.log_param("a", 1)

@@ -26,15 +26,15 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 import gitrun
-from gitrun import journal, store
-from gitrun.checkout import check_rel_path, checkout
-from gitrun.entities import Artifact, RunRecord
+from gitrun._git import Repo
 from gitrun.errors import FilterError, InvalidInputError, UnsafePathError
-from gitrun.git import Repo
-from gitrun.paths import ArtifactPaths, check_artifact_path, check_history_path, path_problem
+from gitrun.format import journal, store
+from gitrun.format.entities import Artifact, RunRecord
+from gitrun.format.paths import ArtifactPaths, check_artifact_path, check_history_path, path_problem
 from gitrun.query import filter as F
 from gitrun.query import index
 from gitrun.tracking import validate_key
+from gitrun.workflows.checkout import check_rel_path, checkout
 
 GIT_EXAMPLES = settings(
     max_examples=25,

@@ -11,10 +11,9 @@ import textwrap
 
 import pytest
 
-from gitrun import store
-from gitrun.git import Repo
-
-from .conftest import git, run_cli, snapshot_state
+from gitrun._git import Repo
+from gitrun.format import store
+from tests.conftest import git, run_cli, snapshot_state
 
 
 def runs(repo_dir):

@@ -20,12 +20,11 @@ import time
 import pytest
 
 import gitrun
-from gitrun import store
-from gitrun.artwalk import ArtifactLimitError
+from gitrun._git import Repo
+from gitrun.capture.artwalk import ArtifactLimitError
 from gitrun.errors import GitrunError, InvalidInputError
-from gitrun.git import Repo
-
-from .conftest import git, run_cli, snapshot_state
+from gitrun.format import store
+from tests.conftest import git, run_cli, snapshot_state
 
 SECRET = "TOPSECRET-6b1f0c"
 
@@ -403,7 +402,8 @@ def test_command_that_cannot_be_executed_is_committed_failed(repo):
     ],
 )
 def test_unexpected_failure_while_collecting_still_commits(repo, monkeypatch, exc, said):
-    from gitrun import artwalk, record
+    from gitrun.capture import artwalk
+    from gitrun.workflows import record
 
     def broken(*a, **k):
         raise exc

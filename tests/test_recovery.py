@@ -8,10 +8,9 @@ import signal
 import subprocess
 import sys
 
-from gitrun import store
-from gitrun.git import Repo
-
-from .conftest import run_cli
+from gitrun._git import Repo
+from gitrun.format import store
+from tests.conftest import run_cli
 
 
 def records(repo_dir):
@@ -97,7 +96,8 @@ def test_kill_9_of_the_record_wrapper_and_its_child(repo):
 
 def test_ended_but_uncommitted_run_keeps_its_status(repo):
     """gitrun itself dies after the command ended but before the commit."""
-    from gitrun import journal, tracking
+    from gitrun import tracking
+    from gitrun.format import journal
 
     r = Repo.discover(str(repo))
     live = tracking.new_run(r, run_name="half", experiment="e", quiet=True)
@@ -113,7 +113,8 @@ def test_ended_but_uncommitted_run_keeps_its_status(repo):
 
 
 def test_torn_last_line_is_ignored(repo):
-    from gitrun import journal, tracking
+    from gitrun import tracking
+    from gitrun.format import journal
 
     r = Repo.discover(str(repo))
     live = tracking.new_run(r, run_name="torn", experiment="e", quiet=True)

@@ -9,10 +9,11 @@ import uuid
 
 from conftest import git, run_cli, snapshot_state
 
-from gitrun import runs, store
-from gitrun.entities import Artifact, RunRecord
-from gitrun.git import Repo
-from gitrun.rerun import close, compare
+from gitrun._git import Repo
+from gitrun.format import store
+from gitrun.format.entities import Artifact, RunRecord
+from gitrun.query import resolve as runs
+from gitrun.workflows.rerun import close, compare
 
 SCRIPT = """\
 import json, os, random, sys

@@ -12,15 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 import gitrun
-from gitrun import store
+from gitrun._git import Repo
 from gitrun.cli import cli
 from gitrun.errors import InvalidInputError
-from gitrun.git import Repo
+from gitrun.format import store
 from gitrun.query import ViewType, index
 from gitrun.query.index import search
-
-from .conftest import git, run_cli
-from .query_helpers import make_record, put_records
+from tests.conftest import git, run_cli
+from tests.query_helpers import make_record, put_records
 
 SIX = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
 
@@ -241,7 +240,8 @@ def test_live_runs_show_as_running_and_are_not_cached(repo):
 def test_names_and_experiments_from_the_index(repo):
     r = Repo.discover()
     put_records(r, many(10))
-    from gitrun import query, runs
+    from gitrun import query
+    from gitrun.query import resolve as runs
 
     assert query.names(r)[rid(3)] == "run-3"
     assert query.experiment_names(r) == ["exp1", "exp2"]
@@ -343,7 +343,7 @@ def test_concurrent_index_updates(repo):
     import sys
 
     code = (
-        "from gitrun.git import Repo\nfrom gitrun.query.index import search\n"
+        "from gitrun._git import Repo\nfrom gitrun.query.index import search\n"
         "print(len(search(Repo.discover(), '', lifecycles=None)))"
     )
     procs = [

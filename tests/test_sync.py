@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gitrun import store
-from gitrun.git import Repo
-
-from .conftest import git, run_cli
+from gitrun._git import Repo
+from gitrun.format import store
+from tests.conftest import git, run_cli
 
 TRAIN = """\
 import os, sys
@@ -433,7 +432,7 @@ def test_pull_rebuilds_the_merge_when_a_local_run_lands_meanwhile(team, monkeypa
     """A run recorded here during the join: the CAS fails, the merge is rebuilt on top."""
     import uuid
 
-    from gitrun import sync
+    from gitrun.workflows import sync
 
     a, b, _remote = team
     ra = record(a, "a")

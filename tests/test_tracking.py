@@ -11,11 +11,10 @@ import pytest
 import yaml
 
 import gitrun
-from gitrun import store
+from gitrun._git import Repo
 from gitrun.errors import GitrunError, InvalidInputError, NotAGitRepoError, ParamChangedError
-from gitrun.git import Repo
-
-from .conftest import git, snapshot_state
+from gitrun.format import store
+from tests.conftest import git, snapshot_state
 
 
 def committed(run_id: str):

@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from gitrun import journal, store
-from gitrun.git import Repo
-
-from .conftest import git, run_cli
+from gitrun._git import Repo
+from gitrun.format import journal, store
+from tests.conftest import git, run_cli
 
 
 def fsck_errors(repo_dir) -> list[str]:

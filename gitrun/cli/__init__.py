@@ -147,12 +147,12 @@ def environment_error(e: BaseException) -> str | None:
 
 def _in_repository(path: str) -> bool:
     try:
-        from ..git import Repo
+        from .._git import Repo
 
         r = Repo.discover(bare_ok=True)
     except Exception:
         return False
-    from ..artwalk import inside
+    from ..capture.artwalk import inside
 
     full = os.path.abspath(path)
     roots = [r.common_dir, r.git_dir] + ([r.work_tree] if r.work_tree else [])
@@ -169,7 +169,7 @@ def write_crash_log() -> str:
     name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     places = []
     try:
-        from ..git import Repo
+        from .._git import Repo
 
         places.append(os.path.join(Repo.discover(bare_ok=True).gitrun_dir, name))
     except Exception:

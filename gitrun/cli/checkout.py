@@ -51,7 +51,7 @@ def checkout(run, branch, stash, worktree, artifacts_only, force_branch):
       gitrun checkout 3f2a --worktree ../rf-baseline
       gitrun checkout 3f2a --artifacts-only /tmp/rf-artifacts
     """
-    from ..checkout import checkout as do_checkout
+    from ..workflows.checkout import checkout as do_checkout
 
     result = do_checkout(
         repo(),
@@ -107,7 +107,7 @@ def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
       gitrun rerun 3f2a --env-diff-only
     """
     from ..errors import NotReproducedError
-    from ..rerun import rerun as do_rerun
+    from ..workflows.rerun import rerun as do_rerun
 
     result = do_rerun(
         repo(),

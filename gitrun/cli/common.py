@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 
 from ..errors import UsageError
-from ..output import FORMATS
+from .render import FORMATS
 
 
 def format_option(
@@ -49,8 +49,8 @@ def key_values(pairs: tuple[str, ...], what: str, option: str) -> dict[str, str]
 def repo() -> Any:
     """The current repository; a bare one too (reading and sharing runs needs no work
     tree; commands that do need one say so)."""
-    from .. import journal
-    from ..git import Repo
+    from .._git import Repo
+    from ..format import journal
 
     r = Repo.discover(bare_ok=True)
     journal.recover(r)

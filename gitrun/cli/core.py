@@ -85,8 +85,8 @@ def record(
       gitrun record -n rf-baseline -e churn -p seed=1 -- python train.py --depth 8
       gitrun record -a models --max-artifact-files 50000 -- python train.py
     """
-    from ..record import RecordOptions
-    from ..record import record as do_record
+    from ..workflows.record import RecordOptions
+    from ..workflows.record import record as do_record
 
     opts = RecordOptions(
         command=list(command),
@@ -106,7 +106,7 @@ def record(
 
 
 def _ls_rows(recs, metric_cols):
-    from ..output import fmt_duration, fmt_time
+    from .render import fmt_duration, fmt_time
 
     rows = []
     for r in recs:
@@ -154,7 +154,7 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
             if k not in metric_cols:
                 metric_cols.append(k)
     metric_cols = metric_cols[:4] if fmt == "table" else metric_cols
-    from ..output import render
+    from .render import render
 
     if fmt != "table":
         cols = ["run_id", "run_name", "experiment", "status", "start_time", "end_time"]
@@ -185,8 +185,8 @@ def show(run, fmt):
       gitrun show rf-baseline
       gitrun show 3f2a --format json
     """
-    from .. import runs
-    from ..output import fmt_duration, fmt_size, fmt_time, yaml_block
+    from ..query import resolve as runs
+    from .render import fmt_duration, fmt_size, fmt_time, yaml_block
 
     r = repo()
     rec = runs.load(r, run, history=True)
@@ -194,7 +194,7 @@ def show(run, fmt):
         click.echo(json.dumps(_record_json(rec), indent=2, ensure_ascii=False))
         return
     if fmt != "table":
-        from ..output import render
+        from .render import render
 
         click.echo(render(["key", "value"], _record_rows(rec), fmt))
         return

@@ -41,7 +41,7 @@ def import_mlflow(tracking_uri: str | None, experiments: tuple[str, ...], quiet:
       gitrun import-mlflow --tracking-uri sqlite:///mlflow.db
       gitrun import-mlflow --tracking-uri ./mlruns -e churn -e fraud
     """
-    from ..mlflow_import import import_runs
+    from ..workflows.mlflow_import import import_runs
 
     def progress(items: list[Any]) -> Iterable[Any]:
         if quiet or not items:

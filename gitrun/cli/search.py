@@ -84,7 +84,7 @@ def _same(v: Any) -> Any:
 
 def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
     """Short id, name, status, start, then the params and metrics that differ."""
-    from ..output import fmt_time
+    from .render import fmt_time
 
     params = _differing(rows, "params")
     metrics = _differing(rows, "metrics")
@@ -140,9 +140,9 @@ def search(
     import os
     import warnings
 
-    from ..output import render
     from ..query.api import frame_columns, resolve_experiments
     from ..query.index import search as do_search
+    from .render import render
 
     check_nonempty_experiments(experiments)
     if quiet:
@@ -211,7 +211,7 @@ def diff(run_a, run_b, patch, fmt):
       gitrun diff 3f2a 9c1e --patch
       gitrun diff rf-baseline rf-deeper --format json
     """
-    from .. import runs
+    from ..query import resolve as runs
 
     r = repo()
     a = runs.load(r, run_a, history=False)
@@ -272,7 +272,7 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
 
 
 def render_diff(a: Any, b: Any, result: dict[str, Any]) -> str:
-    from ..output import table
+    from .render import table
 
     out = [
         f"A  {a.run_id[:8]}  {a.run_name}  [{a.status}]",

@@ -26,7 +26,7 @@ def push(remote, quiet):
       gitrun push
       gitrun push team -q
     """
-    from .. import sync
+    from ..workflows import sync
 
     result = sync.push(repo(), remote, quiet=quiet)
     if not quiet:
@@ -56,7 +56,7 @@ def pull(remote, no_fetch, quiet):
       gitrun pull team
       gitrun pull origin --no-fetch
     """
-    from .. import sync
+    from ..workflows import sync
 
     result = sync.pull(repo(), remote, quiet=quiet, fetch_first=not no_fetch)
     if not quiet or not result.remote_has_runs:
@@ -74,8 +74,9 @@ def remote_runs(remote, fmt):
       gitrun remote-runs origin
       gitrun pull origin
     """
-    from .. import store, sync
-    from ..output import fmt_time, render
+    from ..format import store
+    from ..workflows import sync
+    from .render import fmt_time, render
 
     r = repo()
     only = sync.remote_only_runs(r, remote)
@@ -113,7 +114,7 @@ def config_cmd(key, value):
       gitrun config auto-push true
       gitrun config auto-push
     """
-    from .. import sync
+    from ..workflows import sync
 
     r = repo()
     if value is None:

@@ -6,9 +6,9 @@ the SQLite cache of history and compiles filters to SQL, `api.py` is `search_run
 
 from __future__ import annotations
 
-from .. import journal, store
-from ..entities import RunRecord
-from ..git import Repo
+from .._git import Repo
+from ..format import journal, store
+from ..format.entities import RunRecord
 
 
 def all_records(repo: Repo, include_live: bool = True) -> dict[str, RunRecord]:

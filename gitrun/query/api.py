@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..entities import Run, RunRecord
+from .._git import Repo
 from ..errors import InvalidInputError
-from ..git import Repo
+from ..format.entities import Run, RunRecord
 from . import ViewType
 from .index import Row, search, search_columns
 
@@ -230,7 +230,7 @@ def search_runs(
     experiment_names: list[str] | None = None,
 ) -> Any:
     """Search runs like `mlflow.search_runs`; a DataFrame (default) or a list of Run."""
-    from .. import journal
+    from ..format import journal
 
     if output_format not in ("pandas", "list"):
         raise ValueError(  # MLflow's own exception type here

@@ -30,10 +30,10 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from .. import journal, store
-from ..entities import RunRecord
+from .._git import Repo
 from ..errors import CorruptRecordError, GitError
-from ..git import Repo
+from ..format import journal, store
+from ..format.entities import RunRecord
 from . import filter as F
 
 SCHEMA_VERSION = 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from .errors import GitrunError, InvalidInputError
+from ..errors import GitrunError, InvalidInputError
 
 MLMODEL_FILE = "MLmodel"
 REQUIREMENTS_FILE = "requirements.txt"

@@ -42,10 +42,10 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from .._git import BLOB_MODE, Repo
+from ..errors import GitrunError
 from . import store
 from .entities import Artifact, Metric, RunRecord
-from .errors import GitrunError
-from .git import BLOB_MODE, Repo
 from .textfmt import has_control
 
 LIVE_DIR = "live"

@@ -26,7 +26,7 @@ import posixpath
 import re
 import stat
 
-from .errors import GitrunError, InvalidInputError, UnsafePathError
+from ..errors import GitrunError, InvalidInputError, UnsafePathError
 
 MAX_COMPONENT_BYTES = 255  # NAME_MAX of Linux, macOS and Windows file systems
 MAX_PATH_BYTES = 1024

@@ -12,7 +12,7 @@ import shutil
 import sys
 from typing import Any
 
-from .git import Repo, git_env, sha256_file
+from .._git import Repo, git_env, sha256_file
 
 
 def capture(repo: Repo, run_id: str, max_untracked: int, quiet: bool = False) -> dict[str, Any]:

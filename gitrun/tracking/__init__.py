@@ -21,11 +21,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from . import journal
-from .entities import Experiment, Metric, Run, RunData, RunInfo, RunRecord
-from .errors import GitrunError, InvalidInputError, ParamChangedError, RunNotFoundError
-from .git import Repo
-from .textfmt import has_control
+from .._git import Repo
+from ..errors import GitrunError, InvalidInputError, ParamChangedError, RunNotFoundError
+from ..format import journal
+from ..format.entities import Experiment, Metric, Run, RunData, RunInfo, RunRecord
+from ..format.textfmt import has_control
 
 ENV_RUN_ID = "GITRUN_RUN_ID"
 ENV_JOURNAL = "GITRUN_JOURNAL"
@@ -119,7 +119,7 @@ def _metric_timestamp(key: str, timestamp: Any) -> int | None:
 
 def safe_artifact_path(path: str) -> str:
     """An artifact destination inside the run, normalised; see gitrun/paths.py for the rule."""
-    from .paths import check_artifact_path
+    from ..format.paths import check_artifact_path
 
     return check_artifact_path(path)
 
@@ -206,7 +206,7 @@ class LiveRun:
 
     def log_artifact_file(self, local_path: str, dest: str, shown: str | None = None) -> None:
         """Store one regular file (a symlink named directly is resolved first)."""
-        from . import artwalk
+        from ..capture import artwalk
 
         dest = safe_artifact_path(dest)
         blob, sha256, size = artwalk.store_file(
@@ -223,7 +223,7 @@ class LiveRun:
 
     def _artifact(self, dest: str, blob: str, sha256: str, size: int) -> None:
         if self._paths is None:
-            from .paths import ArtifactPaths
+            from ..format.paths import ArtifactPaths
 
             self._paths = ArtifactPaths()
             for p in self.record.artifacts:
@@ -281,7 +281,9 @@ def new_run(
     max_untracked: int | None = None,
 ) -> LiveRun:
     """Create and journal a new run owned by this process (code and env captured now)."""
-    from . import codestate, config, envinfo, store
+    from ..capture import codestate, envinfo
+    from ..capture import settings as config
+    from ..format import store
 
     store.check_runs_ref(repo, for_writing=True)
     if run_name is not None:  # checked before anything is written
@@ -353,7 +355,7 @@ _committed_envs: set[tuple[str, str]] = set()  # (repository, blob) already in a
 
 
 def _env_blob(repo: Repo, env: dict[str, Any]) -> str:
-    from . import textfmt
+    from ..format import textfmt
 
     key = (repo.common_dir, id(env))
     if key not in _env_blobs:
@@ -398,7 +400,7 @@ def attach(run_id: str, journal_path: str, git_dir: str) -> LiveRun:
     repo = Repo(git_dir=git_dir, common_dir=git_dir, work_tree=None)
     jrnl = journal.open_journal(repo, journal_path)
     live = LiveRun(repo, run_id, os.path.dirname(journal_path), jrnl, False, rec)
-    from . import envinfo
+    from ..capture import envinfo
 
     env = envinfo.capture(os.path.join(git_dir, "gitrun", "cache"))
     # The training interpreter's environment is the one that matters for a rerun.
@@ -518,7 +520,7 @@ def set_experiment(
 
 
 def get_experiment_by_name(name: str) -> Experiment | None:
-    from . import query
+    from .. import query
 
     names = query.experiment_names(Repo.discover())
     if name not in names and name != DEFAULT_EXPERIMENT and name != _experiment:
@@ -610,8 +612,8 @@ def start_run(
 
 def _resume(run_id: str) -> LiveRun:
     """MLflow's start_run(run_id=...): continue a finished run; it is committed again."""
-    from . import runs as runs_mod
-    from . import store
+    from ..format import store
+    from ..query import resolve as runs_mod
 
     repo = Repo.discover()
     rec = runs_mod.load(repo, run_id, history=True)
@@ -647,7 +649,7 @@ def _resume(run_id: str) -> LiveRun:
 
 
 def end_run(status: str = "FINISHED") -> None:
-    from . import store
+    from ..format import store
 
     if status not in store.STATUSES:
         raise InvalidInputError(
@@ -829,7 +831,7 @@ def log_artifacts(
             max_artifact_size=max_artifact_size,
         )
         return
-    from . import artwalk
+    from ..capture import artwalk
 
     live = _live()
     lim = artwalk.api_limits(live.repo.work_tree, max_artifact_files, max_artifact_size)
@@ -917,14 +919,14 @@ def _check_run_id(run_id: Any) -> str:
 
 
 def get_run(run_id: str) -> Run:
-    from . import runs as runs_mod
+    from ..query import resolve as runs_mod
 
     _check_run_id(run_id)
     return runs_mod.load(Repo.discover(bare_ok=True), run_id).to_run()
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
-    from . import runs as runs_mod
+    from ..query import resolve as runs_mod
 
     _check_run_id(run_id)
     validate_key(key, "metric name")

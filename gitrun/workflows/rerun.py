@@ -29,10 +29,12 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checkout, envinfo, runs
-from .entities import RunRecord
-from .errors import DirtyWorkTreeError, GitError, GitrunError
-from .git import Repo
+from .._git import Repo
+from ..capture import envinfo
+from ..errors import DirtyWorkTreeError, GitError, GitrunError
+from ..format.entities import RunRecord
+from ..query import resolve as runs
+from . import checkout
 
 RERUN_TAG = "gitrun.rerun_of"
 RECORD_OPTIONS_TAG = "gitrun.record.options"  # written by gitrun.record
@@ -108,7 +110,7 @@ class RerunResult:
         )
 
     def table(self) -> str:
-        from .output import table
+        from ..cli.render import table
 
         rows = [
             [

@@ -20,10 +20,22 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from . import artifacts, journal, store, tracking
-from .entities import Artifact, Experiment, Metric, Param, Run, RunData, RunInfo, RunRecord, RunTag
-from .errors import GitrunError, InvalidInputError, ParamChangedError
-from .git import Repo
+from .. import tracking
+from .._git import Repo
+from ..errors import GitrunError, InvalidInputError, ParamChangedError
+from ..format import journal, store
+from ..format.entities import (
+    Artifact,
+    Experiment,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunRecord,
+    RunTag,
+)
+from ..query import artifacts
 
 
 class PagedList(list):  # type: ignore[type-arg]
@@ -57,7 +69,7 @@ def _run_of(live: tracking.LiveRun) -> Run:
 class MlflowClient:
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
         if tracking_uri:
-            from .compat import set_tracking_uri
+            from ..mlflow.compat import set_tracking_uri
 
             set_tracking_uri(tracking_uri)  # refuses servers; local paths are accepted
         self._owned: dict[str, tracking.LiveRun] = {}
@@ -85,7 +97,7 @@ class MlflowClient:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        from .query.api import search_runs
+        from ..query.api import search_runs
 
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]
@@ -101,12 +113,12 @@ class MlflowClient:
         return PagedList(runs)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[artifacts.FileInfo]:
-        from . import runs
+        from ..query import resolve as runs
 
         return artifacts.list_artifacts(runs.load(self.repo, run_id, history=False), path)
 
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
-        from . import runs
+        from ..query import resolve as runs
 
         rec = runs.load(self.repo, run_id, history=False)
         return artifacts.download(self.repo, rec, path or None, dst_path)
@@ -124,7 +136,7 @@ class MlflowClient:
         return tracking.create_experiment(name, artifact_location, tags)
 
     def search_experiments(self, *args: Any, **kwargs: Any) -> PagedList:
-        from . import query
+        from .. import query
 
         names = query.experiment_names(self.repo)
         return PagedList(
@@ -311,7 +323,7 @@ class MlflowClient:
         max_artifact_files: int | None = None,
         max_artifact_size: int | str | None = None,
     ) -> None:
-        from . import artwalk
+        from ..capture import artwalk
 
         lim = artwalk.api_limits(self.repo.work_tree, max_artifact_files, max_artifact_size)
         files = artwalk.dir_files(local_dir, artifact_path, lim)
@@ -338,7 +350,7 @@ class MlflowClient:
         repo = self.repo
 
         def edit(rec: RunRecord) -> None:
-            from . import artwalk
+            from ..capture import artwalk
 
             for src, dest in files:
                 d = tracking.safe_artifact_path(dest)
@@ -365,7 +377,7 @@ class MlflowClient:
 
     # -- which run a call writes to ------------------------------------------
     def _resolve(self, run_id: str) -> str:
-        from . import runs
+        from ..query import resolve as runs
 
         if run_id in self._owned:
             return run_id

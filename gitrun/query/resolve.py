@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import time
 
-from . import journal, store
-from .entities import RunRecord
-from .errors import AmbiguousRunError, InvalidInputError, RunNotFoundError
-from .git import Repo
+from .._git import Repo
+from ..errors import AmbiguousRunError, InvalidInputError, RunNotFoundError
+from ..format import journal, store
+from ..format.entities import RunRecord
 
 _HEX = re.compile(r"^[0-9a-fA-F]{4,}$")
 
@@ -24,7 +24,7 @@ def resolve(repo: Repo, ref: str) -> str:
     A full id wins; otherwise every run whose id starts with `ref` (4+ hex characters) or
     whose name is `ref` is a candidate, so a run named like another run's id prefix is
     reported as ambiguous instead of silently picking one of them."""
-    from . import query
+    from .. import query
 
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInputError(

@@ -24,9 +24,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import config, store
-from .errors import GitrunError, RemoteError
-from .git import Repo, git_env
+from .._git import Repo, git_env
+from ..capture import settings as config
+from ..errors import GitrunError, RemoteError
+from ..format import store
 
 TRACKING_REF = "refs/remotes/{remote}/gitrun/runs"
 AUTOPUSH_KEY = "gitrun.autopush"

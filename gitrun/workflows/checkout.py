@@ -31,9 +31,8 @@ import stat
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from . import paths, runs
-from .entities import RunRecord
-from .errors import (
+from .._git import BLOB_MODE, EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Repo, sha256_file
+from ..errors import (
     CorruptRecordError,
     DirtyWorkTreeError,
     GitError,
@@ -41,7 +40,9 @@ from .errors import (
     InvalidInputError,
     UnsafePathError,
 )
-from .git import BLOB_MODE, EXEC_MODE, GITLINK_MODE, LINK_MODE, TREE_MODE, Repo, sha256_file
+from ..format import paths
+from ..format.entities import RunRecord
+from ..query import resolve as runs
 
 BRANCH_PREFIX = "gitrun/"
 safe_join = paths.safe_join
@@ -79,7 +80,7 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
     Raises before returning anything, so a caller that writes only afterwards writes nothing
     when one artifact is bad.
     """
-    from . import store
+    from ..format import store
 
     for path in rec.artifacts:
         check_rel_path(path)

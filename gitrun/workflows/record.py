@@ -20,10 +20,11 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from . import config, tracking
-from .entities import RunRecord
-from .errors import GitrunError, InvalidInputError, UsageError
-from .git import Repo
+from .. import tracking
+from .._git import Repo
+from ..capture import settings as config
+from ..errors import GitrunError, InvalidInputError, UsageError
+from ..format.entities import RunRecord
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 RECORD_OPTIONS_TAG = "gitrun.record.options"
@@ -76,7 +77,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def read_structured(path: str, what: str) -> dict[str, Any]:
     """A JSON/YAML mapping, flattened; one InvalidInputError sentence when it cannot be."""
-    from .artwalk import read_text
+    from ..capture.artwalk import read_text
 
     text = read_text(path, what)
     try:
@@ -107,7 +108,7 @@ def artifact_dest(path: str, root: str, git_dirs: Sequence[str]) -> str:
     Checked before the command runs, with the path as the user typed it; the path need
     not exist yet.
     """
-    from .artwalk import _CONTROL, inside
+    from ..capture.artwalk import _CONTROL, inside
 
     if not path.strip():
         raise UsageError("An artifact path (-a) is empty; name a file or directory.")
@@ -141,7 +142,7 @@ def artifact_dest(path: str, root: str, git_dirs: Sequence[str]) -> str:
 
 def _leaves_tree(path: str, real_root: str, git_dirs: Sequence[str]) -> str | None:
     """A sentence when `path` leads out of the work tree (or into .git) through a symlink."""
-    from .artwalk import inside
+    from ..capture.artwalk import inside
 
     real = os.path.realpath(path)
     if inside(real, real_root) and not any(inside(real, g) for g in git_dirs):
@@ -190,7 +191,7 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     own status and exit code; what could not be collected is named in the tag
     `gitrun.problems` and on stderr, and turns an exit code of 0 into 1.
     """
-    from . import artwalk
+    from ..capture import artwalk
 
     if not opts.command:
         raise UsageError(
@@ -402,7 +403,7 @@ def _collect_artifact(
     limits: Any,
 ) -> list[str]:
     """Store one `-a` path after the command; problems as sentences."""
-    from . import artwalk
+    from ..capture import artwalk
 
     if not os.path.lexists(path):
         return [f"Artifact '{path}' was not there after the command finished."]

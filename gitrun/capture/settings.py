@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 DEFAULT_MAX_UNTRACKED = 10 * 1024 * 1024
 

@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import Any
 
-from .errors import GitError, InvalidInputError
+from ..errors import GitError, InvalidInputError
 
 DEFAULT_MAX_FILES = 10_000
 DEFAULT_MAX_SIZE = 2 * 1024**3
@@ -57,7 +57,7 @@ class Walk:
 
 def limits(cfg: dict[str, Any] | None, max_files: Any = None, max_size: Any = None) -> Limits:
     """Limits from, in order: the explicit values, the environment, the config, defaults."""
-    from .config import parse_size
+    from .settings import parse_size
 
     cfg = cfg or {}
     files = _first(max_files, os.environ.get(ENV_MAX_FILES), cfg.get("max-artifact-files"))
@@ -95,7 +95,7 @@ def api_limits(work_tree: str | None, max_files: Any, max_size: Any) -> Limits:
     """Limits for the API: the project config is read once per process."""
     if max_files is not None and max_size is not None:
         return limits(None, max_files, max_size)
-    from . import config
+    from . import settings as config
 
     key = work_tree or ""
     with _cfg_lock:
@@ -345,7 +345,7 @@ def _hash_object(repo: Any, fd: int) -> str:
     """Write a large file's blob through git, streaming it from the open descriptor."""
     import subprocess
 
-    from .git import git_env
+    from .._git import git_env
 
     try:
         p = subprocess.run(

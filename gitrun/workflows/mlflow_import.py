@@ -19,11 +19,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import query, store
-from .compat import require
-from .entities import Artifact, Metric, RunRecord
-from .errors import GitrunError, InvalidInputError, UsageError
-from .git import Repo
+from .. import query
+from .._git import Repo
+from ..errors import GitrunError, InvalidInputError, UsageError
+from ..format import store
+from ..format.entities import Artifact, Metric, RunRecord
+from ..mlflow.compat import require
 
 IMPORT_TAG = "mlflow.import.run_id"
 IMPORT_EXPERIMENT_TAG = "mlflow.import.experiment_id"
@@ -294,7 +295,7 @@ def _one_line(text: str) -> str:
 
 
 def _artifacts(repo: Repo, client: Any, run_id: str) -> dict[str, Artifact]:
-    from .tracking import safe_artifact_path
+    from ..tracking import safe_artifact_path
 
     if not client.list_artifacts(run_id):
         return {}

@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 
-from .errors import GitError, NotAGitRepoError, RefLockedError
+from ..errors import GitError, NotAGitRepoError, RefLockedError
 
 TREE_MODE = "40000"
 BLOB_MODE = "100644"

@@ -7,11 +7,11 @@ import posixpath
 import tempfile
 from dataclasses import dataclass
 
-from .entities import Artifact, RunRecord
-from .errors import GitrunError, InvalidInputError, RunNotFoundError
-from .git import Repo
-from .paths import check_history_path, write_file
-from .tracking import safe_artifact_path
+from .._git import Repo
+from ..errors import GitrunError, InvalidInputError, RunNotFoundError
+from ..format.entities import Artifact, RunRecord
+from ..format.paths import check_history_path, write_file
+from ..tracking import safe_artifact_path
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def parse_runs_uri(uri: str) -> tuple[str, str]:
 
 def resolve_uri(uri: str, dst_path: str | None = None) -> str:
     """A local directory or file for a model/artifact URI: runs:/, file:, or a local path."""
-    from . import runs
+    from . import resolve as runs
 
     if uri.startswith("runs:"):
         run_id, path = parse_runs_uri(uri)

@@ -34,10 +34,10 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from .._git import BLOB_MODE, TREE_MODE, Repo
+from ..errors import CorruptRecordError, DiskError, GitError, GitrunError
 from . import textfmt
 from .entities import Artifact, Metric, RunRecord
-from .errors import CorruptRecordError, DiskError, GitError, GitrunError
-from .git import BLOB_MODE, TREE_MODE, Repo
 
 RUNS_REF = "refs/gitrun/runs"
 FORMAT_VERSION = 1
@@ -766,7 +766,7 @@ def artifact_blobs(repo: Repo, run_tree: str) -> dict[str, tuple[str, str]]:
 
 
 def _parse_tree(repo: Repo, data: bytes) -> list[tuple[str, str, str]]:
-    from .git import parse_tree
+    from .._git import parse_tree
 
     return parse_tree(data, 32 if repo.object_format == "sha256" else 20)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, NoReturn
 
-from .errors import GitrunError
+from ..errors import GitrunError
 
 
 class MissingDependencyError(GitrunError, ImportError):
@@ -125,7 +125,7 @@ def set_tracking_uri(uri: Any) -> None:
 
 
 def get_tracking_uri() -> str:
-    from .git import Repo
+    from .._git import Repo
 
     try:
         root = Repo.discover().work_tree or os.getcwd()
@@ -139,7 +139,7 @@ def is_tracking_uri_set() -> bool:
 
 
 def _client() -> Any:
-    from .client import MlflowClient
+    from ..tracking.client import MlflowClient
 
     return MlflowClient()
 

@@ -1,0 +1,1 @@
+"""What a run records about its world: code state, environment, settings, artifact files."""

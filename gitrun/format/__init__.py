@@ -1,0 +1,1 @@
+"""The format of docs/format.md: layout, paths, text encodings, records, journal, store."""

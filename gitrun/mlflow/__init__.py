@@ -1,0 +1,1 @@
+"""MLflow compatibility: the compat table, the MLmodel format, pyfunc, autolog flavors."""
