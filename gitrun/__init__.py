@@ -89,7 +89,7 @@ _TRACKING = frozenset(__all__) - _ENTITIES - {"GitrunError", "MlflowException", 
 
 # Heavier parts load on first use so `import gitrun` stays light.
 _LAZY = {
-    "search_runs": ("gitrun.query.api", "search_runs"),
+    "search_runs": ("gitrun.tracking.search", "search_runs"),
     "MlflowClient": ("gitrun.tracking.client", "MlflowClient"),
 }
 _LAZY_MODULES = ("sklearn", "pyfunc", "query", "entities")

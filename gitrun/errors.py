@@ -7,6 +7,8 @@ errors: 2), never a traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GitrunError(Exception):
     """Base of every error gitrun raises on purpose."""
@@ -109,3 +111,20 @@ class NotReproducedError(GitrunError):
 
 class DiskError(GitrunError):
     """The disk refused a write: full, over quota, or read-only."""
+
+
+class MissingDependencyError(GitrunError, ImportError):
+    """An optional dependency (scikit-learn, mlflow) is not installed."""
+
+
+def require(module: str, extra_or_pip: str) -> Any:
+    """Import an optional dependency or say in one sentence how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"This needs {module}, which is not installed; install it with "
+            f"`pip install {extra_or_pip}`."
+        ) from None

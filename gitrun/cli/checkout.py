@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from ..workflows.rerun import RerunResult, show_value
 from . import cli
 from .common import quiet_option, repo
+from .render import table
 
 
 @cli.command()
@@ -120,7 +122,7 @@ def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
         quiet=quiet,
     )
     if env_diff_only:
-        click.echo(result.render())
+        click.echo(render_report(result))
         if not result.reproduced:
             raise click.exceptions.Exit(1)
         return
@@ -129,9 +131,42 @@ def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
         if lines:
             click.echo("\n".join(lines))
     else:
-        body = result.render(verdict=False)
+        body = render_report(result, verdict=False)
         if body:
             click.echo(body)
     if not result.reproduced:
         raise NotReproducedError(result.verdict())
     click.echo(result.verdict())
+
+
+def _report_table(report: RerunResult) -> str:
+    rows = [
+        [
+            r.label,
+            show_value(r.original),
+            show_value(r.rerun),
+            "" if r.delta is None else f"{r.delta:+.3g}",
+            "ok" if r.ok else "DIFFERS",
+        ]
+        for r in report.rows
+    ]
+    return table(["metric", "original", "rerun", "delta", "ok"], rows)
+
+
+def render_report(report: RerunResult, verdict: bool = True) -> str:
+    """The comparison table, notes and (unless verdict=False) the one-line verdict."""
+    out = []
+    if report.rerun is None:
+        out += [f"  {d}" for d in report.env_differences]
+        out += [f"note: {n}" for n in report.notes]
+        if verdict:
+            out.append(report.verdict())
+        return "\n".join(out)
+    if report.rows:
+        out.append(_report_table(report))
+    for d in report.rerun_env_differences:
+        out.append(f"note: the rerun's environment differs: {d}")
+    out += [f"note: {n}" for n in report.notes]
+    if verdict:
+        out.append(report.verdict())
+    return "\n".join(out)

@@ -5,28 +5,7 @@ Kept free of heavy imports: `gitrun.__getattr__` consults it on every unknown na
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, NoReturn
-
-from ..errors import GitrunError
-
-
-class MissingDependencyError(GitrunError, ImportError):
-    """An optional dependency (scikit-learn, mlflow) is not installed."""
-
-
-def require(module: str, extra_or_pip: str) -> Any:
-    """Import an optional dependency or say in one sentence how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(
-            f"This needs {module}, which is not installed; install it with "
-            f"`pip install {extra_or_pip}`."
-        ) from None
-
 
 # MLflow name -> what to use instead.  Accessing one gives a function that raises
 # NotImplementedError when called (hasattr() stays True, calling is never a silent no-op).
@@ -104,38 +83,6 @@ def missing(name: str) -> Callable[..., NoReturn] | None:
 # ---------------------------------------------------------------------------
 # tracking URI: gitrun always records into the git repository around the cwd
 # ---------------------------------------------------------------------------
-_tracking_uri: str | None = None
-
-
-def set_tracking_uri(uri: Any) -> None:
-    """Accepted for local stores only: gitrun records into the enclosing git repository."""
-    global _tracking_uri
-    text = "" if uri is None else str(uri)
-    if "://" in text and not text.startswith("file://"):
-        raise NotImplementedError(
-            f"gitrun has no tracking server, so set_tracking_uri('{text}') cannot work; "
-            "runs are recorded in the current git repository and shared with `gitrun push`."
-        )
-    if text.startswith(("databricks", "sqlite:", "postgresql:", "mysql:")):
-        raise NotImplementedError(
-            f"gitrun records into git, not into '{text}'; drop set_tracking_uri, or import "
-            "existing MLflow runs with `gitrun import-mlflow --tracking-uri {text}`."
-        )
-    _tracking_uri = text or None
-
-
-def get_tracking_uri() -> str:
-    from .._git import Repo
-
-    try:
-        root = Repo.discover().work_tree or os.getcwd()
-    except GitrunError:
-        root = os.getcwd()
-    return f"gitrun:{root}"
-
-
-def is_tracking_uri_set() -> bool:
-    return _tracking_uri is not None
 
 
 def _client() -> Any:
@@ -153,6 +100,8 @@ def search_experiments(*args: Any, **kwargs: Any) -> list[Any]:
 
 
 # Names module-level MLflow code uses that live here (gitrun.__getattr__ serves them).
+from ..tracking.uri import get_tracking_uri, is_tracking_uri_set, set_tracking_uri  # noqa: E402
+
 EXTRA = {
     "set_tracking_uri": set_tracking_uri,
     "get_tracking_uri": get_tracking_uri,

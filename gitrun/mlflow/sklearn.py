@@ -17,7 +17,7 @@ import threading
 import warnings
 from typing import Any
 
-from .compat import require
+from ..errors import require
 
 require("sklearn", "'gitrun-ml[sklearn]'")
 

@@ -1,7 +1,8 @@
 """The query layer: runs rebuilt from refs/gitrun/runs, searched by metric.
 
 `filter.py` parses MLflow's filter grammar (and gitrun's extensions), `index.py` keeps
-the SQLite cache of history and compiles filters to SQL, `api.py` is `search_runs`.
+the SQLite cache of history and compiles filters to SQL, `api.py` shapes results as
+MLflow's search_runs returns them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from .._git import Repo
 from ..errors import InvalidInputError
 from ..format.entities import Run, RunRecord
 from . import ViewType
-from .index import Row, search, search_columns
+from .index import Row, search
 
 INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
 _LIFECYCLES = {
@@ -74,9 +74,10 @@ def resolve_experiments(
     experiment_ids: list[str] | None,
     experiment_names: list[str] | None,
     search_all_experiments: bool,
+    default: str | None = None,
 ) -> list[str] | None:
-    """Experiment names to search (None: all); experiments are named, the id is the name."""
-    from .. import tracking
+    """Experiment names to search (None: all); experiments are named, the id is the name.
+    `default` is searched when nothing else is asked (MLflow: the active experiment)."""
     from .index import experiment_names as known_experiments
 
     if isinstance(experiment_ids, str):
@@ -108,9 +109,9 @@ def resolve_experiments(
                     stacklevel=3,
                 )
         return out
-    if search_all_experiments:
+    if search_all_experiments or default is None:
         return None
-    return [tracking._experiment_name()]
+    return [default]
 
 
 def to_run(row: Row) -> Run:
@@ -217,56 +218,6 @@ def frame_from_columns(data: dict[str, Any]) -> Any:
                 col[pos] = values[keep]
                 cols[f"{table}.{key}"] = pd.Series(col, dtype="object")
     return pd.DataFrame(cols, columns=list(cols))
-
-
-def search_runs(
-    experiment_ids: list[str] | None = None,
-    filter_string: str = "",
-    run_view_type: Any = None,
-    max_results: int = 100000,
-    order_by: list[str] | None = None,
-    output_format: str = "pandas",
-    search_all_experiments: bool = False,
-    experiment_names: list[str] | None = None,
-) -> Any:
-    """Search runs like `mlflow.search_runs`; a DataFrame (default) or a list of Run."""
-    from ..format import journal
-
-    if output_format not in ("pandas", "list"):
-        raise ValueError(  # MLflow's own exception type here
-            f"Unsupported output format: {output_format!r}; use 'pandas' or 'list'."
-        )
-    if filter_string is not None and not isinstance(filter_string, str):
-        raise InvalidInputError(
-            f"Invalid filter_string {filter_string!r}: it must be a string such as "
-            "'metrics.acc > 0.9'."
-        )
-    max_results = check_max_results(max_results)
-    order_by = check_order_by(order_by)
-    repo = Repo.discover(bare_ok=True)
-    journal.recover(repo, quiet=True)
-    experiments = resolve_experiments(
-        repo, experiment_ids, experiment_names, search_all_experiments
-    )
-
-    def query(engine: Any) -> Any:
-        return engine(
-            repo,
-            filter_string,
-            order_by=order_by,
-            experiments=experiments,
-            lifecycles=lifecycles(run_view_type),
-            max_results=max_results,
-        )
-
-    if output_format == "pandas":
-        if experiments == []:
-            return to_dataframe([])
-        return frame_from_columns(query(search_columns))
-    rows: list[Row] = [] if experiments == [] else query(search)
-    if output_format == "list":
-        return [to_run(r) for r in rows]
-    return to_dataframe(rows)
 
 
 def list_runs(

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from .._git import Repo
 from ..errors import GitrunError, InvalidInputError, RunNotFoundError
 from ..format.entities import Artifact, RunRecord
-from ..format.paths import check_history_path, write_file
-from ..tracking import safe_artifact_path
+from ..format.paths import check_artifact_path, check_history_path, write_file
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,7 @@ class FileInfo:
 def _prefix(path: str | None) -> str:
     if not path or path.strip("/") in ("", "."):
         return ""
-    return safe_artifact_path(path.strip("/")) + "/"
+    return check_artifact_path(path.strip("/")) + "/"
 
 
 def list_artifacts(rec: RunRecord, path: str | None = None) -> list[FileInfo]:

@@ -69,7 +69,7 @@ def _run_of(live: tracking.LiveRun) -> Run:
 class MlflowClient:
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
         if tracking_uri:
-            from ..mlflow.compat import set_tracking_uri
+            from .uri import set_tracking_uri
 
             set_tracking_uri(tracking_uri)  # refuses servers; local paths are accepted
         self._owned: dict[str, tracking.LiveRun] = {}
@@ -97,7 +97,7 @@ class MlflowClient:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList:
-        from ..query.api import search_runs
+        from .search import search_runs
 
         if isinstance(experiment_ids, str):
             experiment_ids = [experiment_ids]

@@ -21,10 +21,9 @@ from typing import Any, Callable
 
 from .. import query
 from .._git import Repo
-from ..errors import GitrunError, InvalidInputError, UsageError
+from ..errors import GitrunError, InvalidInputError, UsageError, require
 from ..format import store
 from ..format.entities import Artifact, Metric, RunRecord
-from ..mlflow.compat import require
 
 IMPORT_TAG = "mlflow.import.run_id"
 IMPORT_EXPERIMENT_TAG = "mlflow.import.experiment_id"

@@ -63,7 +63,7 @@ class Comparison:
             return f"{self.label} (only in the rerun)"
         if self.rerun is None:
             return f"{self.label} (missing from the rerun)"
-        return f"{self.label} ({_show(self.original)} vs {_show(self.rerun)})"
+        return f"{self.label} ({show_value(self.original)} vs {show_value(self.rerun)})"
 
 
 @dataclass
@@ -109,41 +109,8 @@ class RerunResult:
             + f" (rtol={self.rtol:g}, atol={self.atol:g})."
         )
 
-    def table(self) -> str:
-        from ..cli.render import table
 
-        rows = [
-            [
-                r.label,
-                _show(r.original),
-                _show(r.rerun),
-                "" if r.delta is None else f"{r.delta:+.3g}",
-                "ok" if r.ok else "DIFFERS",
-            ]
-            for r in self.rows
-        ]
-        return table(["metric", "original", "rerun", "delta", "ok"], rows)
-
-    def render(self, verdict: bool = True) -> str:
-        """The comparison table, notes and (unless verdict=False) the one-line verdict."""
-        out = []
-        if self.rerun is None:
-            out += [f"  {d}" for d in self.env_differences]
-            out += [f"note: {n}" for n in self.notes]
-            if verdict:
-                out.append(self.verdict())
-            return "\n".join(out)
-        if self.rows:
-            out.append(self.table())
-        for d in self.rerun_env_differences:
-            out.append(f"note: the rerun's environment differs: {d}")
-        out += [f"note: {n}" for n in self.notes]
-        if verdict:
-            out.append(self.verdict())
-        return "\n".join(out)
-
-
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
