@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from .._git import Repo, git_env, sha256_file
+from ..format.layout import tmp_dir
 
 
 def capture(repo: Repo, run_id: str, max_untracked: int, quiet: bool = False) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def capture(repo: Repo, run_id: str, max_untracked: int, quiet: bool = False) ->
                 "sha256 are recorded. Commit them, ignore them, or raise max-untracked-size.",
                 file=sys.stderr,
             )
-    tmpdir = os.path.join(repo.gitrun_dir, "tmp")
+    tmpdir = tmp_dir(repo)
     os.makedirs(tmpdir, exist_ok=True)
     index = os.path.join(tmpdir, f"index-{run_id}")
     user_index = os.path.join(repo.git_dir, "index")

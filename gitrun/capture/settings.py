@@ -74,12 +74,12 @@ def load(root: str | None) -> dict[str, Any]:
                 out.update(_checked(section, where))
     path = os.path.join(root, ".gitrun.yaml")
     if os.path.exists(path):
-        import yaml
+        from ..format import yamlio
 
         try:
             with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
+                data = yamlio.load(f) or {}
+        except yamlio.YAMLError as e:
             detail = " ".join(str(e).split())
             raise InvalidInputError(f"{path} is not valid YAML ({detail}); fix it.") from None
         except UnicodeDecodeError:

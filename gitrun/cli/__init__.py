@@ -166,7 +166,9 @@ def write_crash_log() -> str:
     import time
     import traceback
 
-    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    from ..format.layout import crash_log_name
+
+    name = crash_log_name(time.strftime("%Y%m%d-%H%M%S"), os.getpid())
     places = []
     try:
         from .._git import Repo

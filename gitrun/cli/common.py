@@ -79,7 +79,43 @@ def max_results_option(*names: str, default: int, zero_means_all: bool = False) 
     )
 
 
-def check_experiment_names(r: Any, names: tuple[str, ...] | list[str]) -> None:
+def index_progress(quiet: bool) -> Callable[[int, int], None] | None:
+    """How a long build of the search index shows: a bar on a terminal; nothing with -q
+    or when stderr is not a terminal.  Pass it as `progress=` to query functions."""
+    import atexit
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        return None
+    bar: Any = None
+
+    def finish() -> None:  # also when interrupted: the bar hides the cursor until then
+        nonlocal bar
+        if bar is not None:
+            bar.render_finish()
+            bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None or total != bar.length or done < bar.pos:  # a new build
+            finish()
+            bar = click.progressbar(
+                length=total, label="gitrun: indexing runs", file=sys.stderr, show_pos=True
+            )
+            bar.render_progress()
+        bar.update(done - bar.pos)
+        if done >= total:
+            finish()
+
+    atexit.register(finish)
+    return progress
+
+
+def check_experiment_names(
+    r: Any,
+    names: tuple[str, ...] | list[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """-e NAME must name an experiment that has runs: say which ones exist instead of
     answering "no runs" for a typo."""
     from ..errors import GitrunError
@@ -87,7 +123,7 @@ def check_experiment_names(r: Any, names: tuple[str, ...] | list[str]) -> None:
 
     if not names:
         return
-    known = experiment_names(r)
+    known = experiment_names(r, progress)
     missing = [n for n in names if n not in known]
     if not missing:
         return

@@ -46,14 +46,19 @@ from .._git import BLOB_MODE, Repo
 from ..errors import GitrunError
 from . import store
 from .entities import Artifact, Metric, RunRecord
+from .layout import (
+    JOURNAL,
+    LIVE_OUTPUT,
+    LIVE_REF_PREFIX,
+    RUN_FILE,
+    live_ref,
+    live_root,
+    quarantine_root,
+    sweep_marker,
+    tmp_dir,
+)
 from .textfmt import has_control
 
-LIVE_DIR = "live"
-QUARANTINE_DIR = "quarantine"
-TMP_DIR = "tmp"
-JOURNAL = "journal"
-OUTPUT = "output.log"
-LIVE_REF_PREFIX = "refs/gitrun/live/"
 JOURNAL_VERSION = 2
 _CRC = re.compile(rb"\t#([0-9a-f]{8})\Z")
 SWEEP_EVERY = 24 * 3600  # seconds between sweeps of leftovers
@@ -61,14 +66,6 @@ LEFTOVER_AGE = 3600  # temporary files older than this belong to dead processes
 
 
 is_run_id = store.is_run_id  # the one id rule, also for ids read back from journals
-
-
-def live_root(repo: Repo) -> str:
-    return os.path.join(repo.gitrun_dir, LIVE_DIR)
-
-
-def live_ref(run_id: str) -> str:
-    return LIVE_REF_PREFIX + run_id
 
 
 # ---------------------------------------------------------------------------
@@ -390,7 +387,7 @@ def finish(repo: Repo, live_dir: str, rec: RunRecord) -> str:
     """Commit a finished run and retire its live directory; returns the commit id."""
     if rec.status not in store.TERMINAL:
         rec.status = "KILLED"
-    out = os.path.join(live_dir, OUTPUT)
+    out = os.path.join(live_dir, LIVE_OUTPUT)
     if os.path.exists(out) and not rec.output_blob:
         rec.output_blob = repo.write_blob_file(out)[0]
     if rec.updated_time is None or (rec.end_time and rec.updated_time < rec.end_time):
@@ -414,7 +411,7 @@ def retire(live_dir: str) -> None:
 
 def quarantine(repo: Repo, live_dir: str) -> str | None:
     """Move a damaged live directory aside (never delete what could not be read)."""
-    qroot = os.path.join(repo.gitrun_dir, QUARANTINE_DIR)
+    qroot = quarantine_root(repo)
     dest = os.path.join(qroot, f"{os.path.basename(live_dir)}-{int(time.time())}")
     try:
         os.makedirs(qroot, exist_ok=True)
@@ -523,7 +520,7 @@ def _recover_one(repo: Repo, d: str, name: str, quiet: bool) -> RunRecord | None
             # Keep the original for inspection; commit what could be salvaged.
             import shutil
 
-            qroot = os.path.join(repo.gitrun_dir, QUARANTINE_DIR)
+            qroot = quarantine_root(repo)
             os.makedirs(qroot, exist_ok=True)
             kept = os.path.join(qroot, f"{name}-{int(time.time())}.journal")
             shutil.copyfile(path, kept)
@@ -571,7 +568,7 @@ def _already_committed(repo: Repo, rec: RunRecord) -> bool:
     tree = trees.get(rec.run_id)
     if not tree:
         return False
-    old = store.read_records(repo, {rec.run_id: tree}, [store.RUN_FILE]).get(rec.run_id)
+    old = store.read_records(repo, {rec.run_id: tree}, [RUN_FILE]).get(rec.run_id)
     if old is None:
         return False
     return old.status in store.TERMINAL and (old.updated_time or 0) >= (rec.updated_time or 0)
@@ -581,7 +578,7 @@ def _already_committed(repo: Repo, rec: RunRecord) -> bool:
 # leftovers of processes that died
 # ---------------------------------------------------------------------------
 def _maybe_sweep(repo: Repo) -> None:
-    marker = os.path.join(repo.gitrun_dir, "last-sweep")
+    marker = sweep_marker(repo)
     try:
         if time.time() - os.path.getmtime(marker) < SWEEP_EVERY:
             return
@@ -619,7 +616,7 @@ def sweep(repo: Repo, age: float = LEFTOVER_AGE) -> int:
         except OSError:
             pass
 
-    tmp = os.path.join(repo.gitrun_dir, TMP_DIR)
+    tmp = tmp_dir(repo)
     for n in _listdir(tmp):
         if old(os.path.join(tmp, n)):
             rm(os.path.join(tmp, n))

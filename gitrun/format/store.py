@@ -1,8 +1,9 @@
 """The run store: refs/gitrun/runs, format version 1 (docs/format.md).
 
-This module owns the layout of runs in git.  Every finished run is one commit on
-RUNS_REF whose tree holds *all* runs (the accumulated state), so the tip tree is
-the union of history and two tips join by a tree union:
+This module owns what the files of a run say (record <-> files) and how runs are
+committed, read and merged; their names and places are layout.py's.  Every finished
+run is one commit on RUNS_REF whose tree holds *all* runs (the accumulated state), so
+the tip tree is the union of history and two tips join by a tree union:
 
     gitrun.yaml                       format: 1
     runs/<id[:2]>/<id>/run.yaml       metadata, code, command, status, times
@@ -23,7 +24,6 @@ A sync merge has the two run tips as parents.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import re
@@ -38,28 +38,27 @@ from .._git import BLOB_MODE, TREE_MODE, Repo
 from ..errors import CorruptRecordError, DiskError, GitError, GitrunError
 from . import textfmt
 from .entities import Artifact, Metric, RunRecord
+from .layout import (  # the names of layout.py that this module writes and reads
+    ARTIFACTS_DIR,
+    ENV_FILE,
+    FORMAT_FILE,
+    HISTORY_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    OUTPUT_FILE,
+    PARAMS_FILE,
+    RUN_FILE,
+    RUNS_DIR,
+    RUNS_REF,
+    TAGS_FILE,
+    bucket,
+)
 
-RUNS_REF = "refs/gitrun/runs"
 FORMAT_VERSION = 1
-FORMAT_FILE = "gitrun.yaml"
 _FORMAT_DATA = f"format: {FORMAT_VERSION}\n".encode()  # the gitrun.yaml gitrun writes
-RUNS_DIR = "runs"
-ARTIFACTS_DIR = "artifacts"
-RUN_FILE = "run.yaml"
-PARAMS_FILE = "params.yaml"
-TAGS_FILE = "tags.yaml"
-METRICS_FILE = "metrics.yaml"
-HISTORY_FILE = "metrics.tsv"
-MANIFEST_FILE = "artifacts.tsv"
-ENV_FILE = "env.yaml"
-OUTPUT_FILE = "output.log"
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 MAX_CAS_ATTEMPTS = 200
-
-
-def bucket(run_id: str) -> str:
-    return run_id[:2]
 
 
 # ---------------------------------------------------------------------------
@@ -147,8 +146,7 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
             }
         if HISTORY_FILE in files:
             hist: dict[str, list[Metric]] = {}
-            for row in textfmt.load_tsv(files[HISTORY_FILE].decode()):
-                key, step, ts, value = row
+            for key, step, ts, value in history_rows(files[HISTORY_FILE].decode()):
                 hist.setdefault(key, []).append(Metric(key, float(value), int(ts), int(step)))
             rec.history = hist
         if MANIFEST_FILE in files:
@@ -166,6 +164,35 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
             "it was not written by gitrun or was damaged."
         ) from None
     return rec
+
+
+# metrics.tsv exactly as run_files writes it: one regex reads it (the index reads
+# thousands).  No character `str.splitlines` breaks on may appear inside such a row.
+_HISTORY_HEAD = "key\tstep\ttimestamp\tvalue\n"
+_HISTORY_ROW = re.compile(
+    "^([^\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*)\t(-?[0-9]+)\t(-?[0-9]+)\t"
+    "([+-]?(?:[0-9]+(?:\\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|inf|nan))\n",
+    re.MULTILINE,
+)
+
+
+def history_rows(text: str) -> list[tuple[str, str, str, str]]:
+    """The rows of a metrics.tsv as text: (key, step, timestamp, value), in file order.
+
+    The one reader of metrics.tsv (parse_record and the search index use it).  A file in
+    the shape run_files writes is read by one regex; anything else line by line, where a
+    row that is not a key, two integers and a number raises ValueError."""
+    if text.startswith(_HISTORY_HEAD):
+        rows: list[tuple[str, str, str, str]] = _HISTORY_ROW.findall(text, len(_HISTORY_HEAD))
+        if len(rows) == text.count("\n") - 1 and text[-1] == "\n":
+            return rows
+    rows = []
+    for key, step, ts, value in textfmt.load_tsv(text):
+        int(step)  # each raises ValueError when the field is not a number
+        int(ts)
+        float(value)
+        rows.append((key, step, ts, value))
+    return rows
 
 
 def _int_or_none(v: Any) -> int | None:
@@ -858,7 +885,3 @@ def merge_roots(repo: Repo, ours: str | None, theirs: str | None) -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def dumps(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False)

@@ -191,9 +191,9 @@ def load_map(text: str) -> dict[str, Any]:
                 out[k] = _scalar(v)
         return out
     except (ValueError, json.JSONDecodeError):
-        import yaml  # only for files not written by gitrun
+        from . import yamlio  # only for files not written by gitrun
 
-        data = yaml.safe_load(text)
+        data = yamlio.load(text)
         if not isinstance(data, dict):
             raise ValueError("not a mapping") from None
         return data

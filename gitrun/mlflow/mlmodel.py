@@ -53,7 +53,7 @@ def python_version() -> str:
 
 def write_env_files(path: str, packages: list[str]) -> None:
     """requirements.txt, python_env.yaml and conda.yaml pinned to the installed versions."""
-    import yaml
+    from ..format import yamlio
 
     reqs = []
     for dist in packages:
@@ -68,14 +68,14 @@ def write_env_files(path: str, packages: list[str]) -> None:
         "dependencies": ["-r requirements.txt"],
     }
     with open(os.path.join(path, PYTHON_ENV_FILE), "w", encoding="utf-8") as f:
-        yaml.safe_dump(py_env, f, sort_keys=False, default_flow_style=False)
+        yamlio.dump(py_env, f)
     conda = {
         "channels": ["conda-forge"],
         "dependencies": [f"python={python_version()}", "pip", {"pip": reqs}],
         "name": "mlflow-env",
     }
     with open(os.path.join(path, CONDA_FILE), "w", encoding="utf-8") as f:
-        yaml.safe_dump(conda, f, sort_keys=False, default_flow_style=False)
+        yamlio.dump(conda, f)
 
 
 def write_mlmodel(
@@ -84,7 +84,7 @@ def write_mlmodel(
     run_id: str | None = None,
     artifact_path: str | None = None,
 ) -> dict[str, Any]:
-    import yaml
+    from ..format import yamlio
 
     doc: dict[str, Any] = {}
     if artifact_path is not None:
@@ -99,12 +99,12 @@ def write_mlmodel(
         doc["run_id"] = run_id
     doc["utc_time_created"] = str(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None))
     with open(os.path.join(path, MLMODEL_FILE), "w", encoding="utf-8") as f:
-        yaml.safe_dump(doc, f, sort_keys=False, default_flow_style=False)
+        yamlio.dump(doc, f)
     return doc
 
 
 def read_mlmodel(path: str) -> dict[str, Any]:
-    import yaml
+    from ..format import yamlio
 
     f = path if os.path.isfile(path) else os.path.join(path, MLMODEL_FILE)
     if not os.path.exists(f):
@@ -113,7 +113,7 @@ def read_mlmodel(path: str) -> dict[str, Any]:
             "pass the directory log_model or save_model wrote."
         )
     with open(f, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh)
+        doc = yamlio.load(fh)
     if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
         raise GitrunError(f"{f} is not a valid MLmodel file: it has no flavors mapping.")
     return doc

@@ -7,9 +7,14 @@ MLflow's search_runs returns them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._git import Repo
 from ..format import journal, store
 from ..format.entities import RunRecord
+
+if TYPE_CHECKING:
+    from .index import Progress
 
 
 def all_records(repo: Repo, include_live: bool = True) -> dict[str, RunRecord]:
@@ -36,10 +41,10 @@ def names(repo: Repo) -> dict[str, str]:
     return run_names(repo)
 
 
-def experiment_names(repo: Repo) -> list[str]:
+def experiment_names(repo: Repo, progress: Progress | None = None) -> list[str]:
     from .index import experiment_names as names_of_experiments
 
-    return names_of_experiments(repo)
+    return names_of_experiments(repo, progress)
 
 
 class ViewType:

@@ -9,7 +9,7 @@ from .._git import Repo
 from ..errors import InvalidInputError
 from ..format.entities import Run, RunRecord
 from . import ViewType
-from .index import Row, search
+from .index import Progress, Row, search
 
 INFO_COLUMNS = ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time")
 _LIFECYCLES = {
@@ -221,7 +221,10 @@ def frame_from_columns(data: dict[str, Any]) -> Any:
 
 
 def list_runs(
-    repo: Repo, experiments: list[str] | None = None, max_results: int | None = 20
+    repo: Repo,
+    experiments: list[str] | None = None,
+    max_results: int | None = 20,
+    progress: Progress | None = None,
 ) -> list[RunRecord]:
     """Runs of every lifecycle stage, latest first (what `gitrun ls` shows)."""
     rows = search(
@@ -230,5 +233,6 @@ def list_runs(
         experiments=experiments or None,
         lifecycles=None,
         max_results=max_results or None,
+        progress=progress,
     )
     return [r.to_record() for r in rows]

@@ -23,7 +23,6 @@ import math
 import os
 import re
 import sqlite3
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import groupby
@@ -34,17 +33,23 @@ from .._git import Repo
 from ..errors import CorruptRecordError, GitError
 from ..format import journal, store
 from ..format.entities import RunRecord
+from ..format.layout import (
+    HISTORY_FILE,
+    METRICS_FILE,
+    PARAMS_FILE,
+    RUN_FILE,
+    RUNS_DIR,
+    RUNS_REF,
+    TAGS_FILE,
+    bucket,
+    index_path,
+)
 from . import filter as F
 
 SCHEMA_VERSION = 1
-INDEX_FILE = "index.sqlite"
-INDEX_FILES = (
-    store.RUN_FILE,
-    store.PARAMS_FILE,
-    store.TAGS_FILE,
-    store.METRICS_FILE,
-    store.HISTORY_FILE,
-)
+# progress(done, total) of a long index build (the CLI draws it; None: silent)
+Progress = Callable[[int, int], None]
+INDEX_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, HISTORY_FILE)
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,8 +90,6 @@ _INDEX_SQL = {m.group(1): m.group(0) for m in re.finditer(r"CREATE INDEX (\w+) O
 _NUM = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _CHUNK = 900  # stay under SQLite's bound-variable limit on old builds
 _LIST_ALL = 16  # more changed buckets than this: list all of runs/ with one git ls-tree
-RUN_FILE = store.RUN_FILE
-HISTORY_FILE = store.HISTORY_FILE
 
 
 # ---------------------------------------------------------------------------
@@ -211,26 +214,16 @@ def _insert(conn: sqlite3.Connection, recs: list[RunRecord], live: bool = False)
     rows.insert(conn)
 
 
-# metrics.tsv exactly as gitrun writes it (see store.run_files); anything else is read by
-# store.parse_record.  No character `str.splitlines` breaks on may appear inside a row.
-_HISTORY_HEAD = "key\tstep\ttimestamp\tvalue\n"
-_HISTORY_ROW = re.compile(
-    "^([^\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]*)\t-?[0-9]+\t-?[0-9]+\t"
-    "([+-]?(?:[0-9]+(?:\\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|inf|nan))\n",
-    re.MULTILINE,
-)
-
-
 def _history_points(text: str) -> dict[str, list[float]] | None:
-    """metric key -> its non-NaN values, for a metrics.tsv in gitrun's own shape."""
-    if not text.startswith(_HISTORY_HEAD):
-        return None
-    rows = _HISTORY_ROW.findall(text, len(_HISTORY_HEAD))
-    if len(rows) != text.count("\n") - 1 or text[-1] != "\n":
+    """metric key -> its non-NaN values (None: a malformed metrics.tsv, which
+    store.read_records names)."""
+    try:
+        rows = store.history_rows(text)
+    except ValueError:
         return None
     out: dict[str, list[float]] = {}
     for key, group in groupby(rows, itemgetter(0)):
-        values = [x for x in map(float, map(itemgetter(1), group)) if x == x]
+        values = [x for x in map(float, map(itemgetter(3), group)) if x == x]
         have = out.get(key)
         if have is None:
             out[key] = values
@@ -247,8 +240,8 @@ def _read_runs(
 ) -> None:
     """Add the runs in `wanted` (run id -> tree), their files listed in `files`.
 
-    Runs in the shape gitrun writes are parsed without building their metric history;
-    anything unusual goes through store.read_records, which is the reference."""
+    Runs are parsed without building their metric history (store.history_rows gives
+    the values); anything unusual goes through store.read_records, the reference."""
     need: dict[str, dict[str, str]] = {}
     slow: dict[str, str] = {}
     for run_id, tree in wanted.items():
@@ -302,11 +295,13 @@ def _delete(conn: sqlite3.Connection, rids: list[int]) -> None:
 def _runs_tree(repo: Repo, tip: str | None) -> str | None:
     if not tip:
         return None
-    runs = store.runs_top(repo, tip).get(store.RUNS_DIR)
+    runs = store.runs_top(repo, tip).get(RUNS_DIR)
     return runs[1] if runs else None
 
 
-def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
+def _sync(
+    conn: sqlite3.Connection, repo: Repo, tip: str | None, progress: Progress | None = None
+) -> None:
     """Bring the tables to `tip`, reading only buckets and runs whose tree ids changed.
 
     A bucket with a run left out (damaged, or its objects missing) is not remembered as
@@ -361,11 +356,13 @@ def _sync(conn: sqlite3.Connection, repo: Repo, tip: str | None) -> None:
         if bulk:
             for name in _INDEX_SQL:
                 conn.execute(f"DROP INDEX {name}")
-        added = _read_and_insert(conn, repo, wanted, listing[2] if listing is not None else None)
+        added = _read_and_insert(
+            conn, repo, wanted, listing[2] if listing is not None else None, progress
+        )
         if bulk:
             for sql in _INDEX_SQL.values():
                 conn.execute(sql)
-        damaged.update(store.bucket(run_id) for run_id in wanted if run_id not in added)
+        damaged.update(bucket(run_id) for run_id in wanted if run_id not in added)
         conn.execute("DELETE FROM buckets")
         conn.executemany(
             "INSERT INTO buckets VALUES (?, ?)",
@@ -388,9 +385,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
             pass
 
 
-# Long index builds show progress on a terminal; `-q` (or a pipe) keeps them silent.
-QUIET = False
-PROGRESS_MIN = 2000
+PROGRESS_MIN = 2000  # builds of this many runs or more report their progress
 _READ_CHUNK = 1000  # runs read and inserted per step of an index build
 
 
@@ -399,13 +394,16 @@ def _read_and_insert(
     repo: Repo,
     wanted: dict[str, str],
     files: dict[str, dict[str, tuple[str, str]]] | None = None,
+    progress: Progress | None = None,
 ) -> set[str]:
     """Read the runs in `wanted` (run id -> tree) and insert them; `files`: every run
     tree's files, from store.list_runs_dir, when runs/ was listed whole.  Returns the ids
-    inserted (a damaged run is left out)."""
+    inserted (a damaged run is left out).  `progress` hears of builds of PROGRESS_MIN
+    runs or more, after each chunk."""
     items = list(wanted.items())
     added: set[str] = set()
-    show = len(items) >= PROGRESS_MIN and not QUIET and sys.stderr.isatty()
+    if len(items) < PROGRESS_MIN:
+        progress = None
     for start in range(0, len(items), _READ_CHUNK):
         chunk = dict(items[start : start + _READ_CHUNK])
         rows = _Rows(_next_rid(conn))
@@ -416,11 +414,8 @@ def _read_and_insert(
                 rows.add(rec, rec.tree)
         rows.insert(conn)
         added.update(r[1] for r in rows.runs)
-        if show:
-            done = min(start + _READ_CHUNK, len(items))
-            print(f"\rgitrun: indexing runs {done}/{len(items)}", end="", file=sys.stderr)
-    if show:
-        print(" done.", file=sys.stderr)
+        if progress is not None:
+            progress(min(start + _READ_CHUNK, len(items)), len(items))
     return added
 
 
@@ -433,11 +428,7 @@ def _valid(conn: sqlite3.Connection) -> bool:
         return False
 
 
-def index_path(repo: Repo) -> str:
-    return os.path.join(repo.gitrun_dir, INDEX_FILE)
-
-
-def _rebuild(repo: Repo, path: str, tip: str | None) -> None:
+def _rebuild(repo: Repo, path: str, tip: str | None, progress: Progress | None = None) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if os.path.isdir(path):
         try:
@@ -457,7 +448,7 @@ def _rebuild(repo: Repo, path: str, tip: str | None) -> None:
         conn = _connect(tmp)
         try:
             _create(conn)
-            _sync(conn, repo, tip)
+            _sync(conn, repo, tip, progress)
         finally:
             conn.close()
         os.replace(tmp, path)
@@ -470,7 +461,9 @@ def _rebuild(repo: Repo, path: str, tip: str | None) -> None:
         raise
 
 
-def _open_valid(repo: Repo, path: str, tip: str | None) -> sqlite3.Connection | None:
+def _open_valid(
+    repo: Repo, path: str, tip: str | None, progress: Progress | None = None
+) -> sqlite3.Connection | None:
     """The index file brought to `tip`; None when it is missing, damaged or of another
     schema (to be rebuilt).  Errors writing it (read-only, full disk) are raised."""
     if not os.path.isfile(path):
@@ -482,7 +475,7 @@ def _open_valid(repo: Repo, path: str, tip: str | None) -> sqlite3.Connection | 
     try:
         if _valid(conn):
             if _meta(conn, "tip") != (tip or ""):
-                _sync(conn, repo, tip)
+                _sync(conn, repo, tip, progress)
             return conn
     except sqlite3.DatabaseError as e:
         if not _damaged(e):
@@ -495,34 +488,37 @@ def _open_valid(repo: Repo, path: str, tip: str | None) -> sqlite3.Connection | 
     return None
 
 
-def _in_memory(repo: Repo, tip: str | None) -> sqlite3.Connection:
+def _in_memory(repo: Repo, tip: str | None, progress: Progress | None = None) -> sqlite3.Connection:
     conn = _connect(":memory:")
     _create(conn)
-    _sync(conn, repo, tip)
+    _sync(conn, repo, tip, progress)
     return conn
 
 
-def open_index(repo: Repo, use_index: bool = True, rebuild: bool = False) -> sqlite3.Connection:
+def open_index(
+    repo: Repo, use_index: bool = True, rebuild: bool = False, progress: Progress | None = None
+) -> sqlite3.Connection:
     """A connection whose tables answer for the current tip of the runs ref.
 
     The index is a cache: a damaged one is rebuilt (`rebuild` forces that), and one that
     cannot be written (a read-only repository, a full disk) is left aside with one
-    warning; the answer then comes from history, in memory."""
-    tip = repo.read_ref(store.RUNS_REF)
+    warning; the answer then comes from history, in memory.  A long build reports to
+    `progress`."""
+    tip = repo.read_ref(RUNS_REF)
     if not use_index:
-        return _in_memory(repo, tip)
+        return _in_memory(repo, tip, progress)
     path = index_path(repo)
     try:
-        conn = None if rebuild else _open_valid(repo, path, tip)
+        conn = None if rebuild else _open_valid(repo, path, tip, progress)
         if conn is None:
-            _rebuild(repo, path, tip)
-            conn = _open_valid(repo, path, tip)
+            _rebuild(repo, path, tip, progress)
+            conn = _open_valid(repo, path, tip, progress)
         if conn is not None:
             return conn
         raise sqlite3.DatabaseError("the index was damaged again right after its rebuild")
     except (OSError, sqlite3.Error) as e:
         _without_index(path, e)
-    return _in_memory(repo, tip)
+    return _in_memory(repo, tip, progress)
 
 
 # SQLite's primary result codes (an error's sqlite_errorcode is the extended code).
@@ -561,10 +557,10 @@ def _without_index(path: str, e: BaseException) -> None:
 
 @contextmanager
 def session(
-    repo: Repo, use_index: bool = True, rebuild: bool = False
+    repo: Repo, use_index: bool = True, rebuild: bool = False, progress: Progress | None = None
 ) -> Iterator[sqlite3.Connection]:
     """The index plus runs in progress; the live rows are rolled back at the end."""
-    conn = open_index(repo, use_index, rebuild)
+    conn = open_index(repo, use_index, rebuild, progress)
     try:
         live = journal.live_runs(repo)
         if live:
@@ -586,14 +582,19 @@ def session(
 _T = TypeVar("_T")
 
 
-def _query(repo: Repo, use_index: bool, ask: Callable[[sqlite3.Connection], _T]) -> _T:
+def _query(
+    repo: Repo,
+    use_index: bool,
+    ask: Callable[[sqlite3.Connection], _T],
+    progress: Progress | None = None,
+) -> _T:
     """ask(conn) in a session.  The index is only a cache, so a query that finds it
     damaged rebuilds it and asks once more, and one that cannot write it (runs in
     progress are added inside a transaction) asks history in memory instead."""
     if use_index:
         for rebuild in (False, True):
             try:
-                with session(repo, True, rebuild) as conn:
+                with session(repo, True, rebuild, progress) as conn:
                     return ask(conn)
             except sqlite3.DatabaseError as e:
                 if _damaged(e) and not rebuild:
@@ -602,7 +603,7 @@ def _query(repo: Repo, use_index: bool, ask: Callable[[sqlite3.Connection], _T])
                     raise  # the query itself: the index-free path would fail alike
                 _without_index(index_path(repo), e)
                 break
-    with session(repo, False) as conn:
+    with session(repo, False, progress=progress) as conn:
         return ask(conn)
 
 
@@ -976,6 +977,7 @@ def search_columns(
     lifecycles: tuple[str, ...] | None = ("active",),
     max_results: int | None = None,
     use_index: bool = True,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """`search`, answered as fetch_columns (what search_runs' DataFrame is built from)."""
     return _answer(
@@ -987,6 +989,7 @@ def search_columns(
         lifecycles,
         max_results,
         use_index,
+        progress,
     )
 
 
@@ -998,10 +1001,20 @@ def search(
     lifecycles: tuple[str, ...] | None = ("active",),
     max_results: int | None = None,
     use_index: bool = True,
+    progress: Progress | None = None,
 ) -> list[Row]:
-    """The runs matching a filter, ordered; the one engine behind search_runs and the CLI."""
+    """The runs matching a filter, ordered; the one engine behind search_runs and the CLI.
+    `progress(done, total)` hears how a long index build goes."""
     return _answer(
-        repo, fetch, filter_string, order_by, experiments, lifecycles, max_results, use_index
+        repo,
+        fetch,
+        filter_string,
+        order_by,
+        experiments,
+        lifecycles,
+        max_results,
+        use_index,
+        progress,
     )
 
 
@@ -1014,6 +1027,7 @@ def _answer(
     lifecycles: tuple[str, ...] | None,
     max_results: int | None,
     use_index: bool,
+    progress: Progress | None = None,
 ) -> Any:
     """Parse, compile and run a query; `read(conn, rids)` turns the matching runs into rows."""
     node = F.parse_filter(filter_string)
@@ -1024,20 +1038,24 @@ def _answer(
         rids = [r[0] for r in conn.execute(sql, params)]
         return read(conn, rids)
 
-    return _query(repo, use_index, ask)
+    return _query(repo, use_index, ask, progress)
 
 
-def run_names(repo: Repo) -> dict[str, str]:
+def run_names(repo: Repo, progress: Progress | None = None) -> dict[str, str]:
     return _query(
-        repo, True, lambda conn: dict(conn.execute("SELECT run_id, run_name FROM runs").fetchall())
+        repo,
+        True,
+        lambda conn: dict(conn.execute("SELECT run_id, run_name FROM runs").fetchall()),
+        progress,
     )
 
 
-def experiment_names(repo: Repo) -> list[str]:
+def experiment_names(repo: Repo, progress: Progress | None = None) -> list[str]:
     return _query(
         repo,
         True,
         lambda conn: [
             r[0] for r in conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")
         ],
+        progress,
     )

@@ -1,6 +1,6 @@
 """Team sync: `gitrun push` / `gitrun pull` exchange refs/gitrun/runs through any git remote.
 
-Refs (the layout this module owns):
+Refs (named in format/layout.py; how they move is this module's):
 
     refs/gitrun/runs                       the local runs history; only ever moved by
                                            compare-and-swap to a descendant of its value
@@ -28,8 +28,8 @@ from .._git import Repo, git_env
 from ..capture import settings as config
 from ..errors import GitrunError, RemoteError
 from ..format import store
+from ..format.layout import FORMAT_FILE, RUNS_REF, remote_runs_ref
 
-TRACKING_REF = "refs/remotes/{remote}/gitrun/runs"
 AUTOPUSH_KEY = "gitrun.autopush"
 DEFAULT_PUSH_ATTEMPTS = 20
 _TRUE, _FALSE = config.TRUE_WORDS, config.FALSE_WORDS
@@ -64,10 +64,6 @@ class SyncResult:
 
 def _runs(n: int) -> str:
     return f"{n} run" + ("" if n == 1 else "s")
-
-
-def tracking_ref(remote: str) -> str:
-    return TRACKING_REF.format(remote=remote)
 
 
 # ---------------------------------------------------------------------------
@@ -237,10 +233,10 @@ def _remote_error(repo: Repo, remote: str, verb: str, stderr: str) -> RemoteErro
 # ---------------------------------------------------------------------------
 def fetch(repo: Repo, remote: str, quiet: bool = False, verb: str = "pull") -> str | None:
     """Mirror the remote's runs ref into refs/remotes/<remote>/gitrun/runs; its tip or None."""
-    ref = tracking_ref(remote)
+    ref = remote_runs_ref(remote)
     args = ["fetch", "-q" if quiet else "--progress", "--no-tags", "--no-write-fetch-head"]
     # `+` only on the remote-tracking mirror: the local runs ref is never written by fetch.
-    rc, _out, err = _transport(repo, [*args, remote, f"+{store.RUNS_REF}:{ref}"], quiet)
+    rc, _out, err = _transport(repo, [*args, remote, f"+{RUNS_REF}:{ref}"], quiet)
     if rc != 0:
         if "couldn't find remote ref" in err.lower():
             return None
@@ -255,10 +251,10 @@ def check_history(repo: Repo, tip: str, where: str) -> dict[str, str]:
         top = {name: (mode, sha) for mode, name, sha in repo.read_tree(tree)}
     except GitrunError:
         top = {}
-    if store.FORMAT_FILE not in top:
+    if FORMAT_FILE not in top:
         raise RemoteError(
-            f"{store.RUNS_REF} on {where} is not a gitrun runs history (it has no "
-            f"{store.FORMAT_FILE}); someone pushed something else there, so gitrun leaves it "
+            f"{RUNS_REF} on {where} is not a gitrun runs history (it has no "
+            f"{FORMAT_FILE}); someone pushed something else there, so gitrun leaves it "
             "alone — ask them to fix that ref."
         )
     try:
@@ -287,7 +283,7 @@ def join(
         their_runs = check_history(repo, theirs, f"remote '{remote}'")
     result = SyncResult(remote=remote)
     for attempt in range(store.MAX_CAS_ATTEMPTS):
-        local = repo.read_ref(store.RUNS_REF)
+        local = repo.read_ref(RUNS_REF)
         ours = store.list_run_trees(repo, local) if local else {}
         result.arrived = len(set(their_runs) - set(ours))
         result.sent = len(set(ours) - set(their_runs))
@@ -308,12 +304,12 @@ def join(
             )
             new = repo.write_commit(tree, [local, theirs], message)
             result.merged = True
-        if repo.cas_ref(store.RUNS_REF, new, local, f"gitrun: pull from {remote}"):
+        if repo.cas_ref(RUNS_REF, new, local, f"gitrun: pull from {remote}"):
             return result
         # A run was recorded here meanwhile: rebuild on the new tip.
         time.sleep(min(0.002 * (attempt + 1), 0.05))
     raise GitrunError(
-        f"Could not update {store.RUNS_REF} because other gitrun processes kept moving it; "
+        f"Could not update {RUNS_REF} because other gitrun processes kept moving it; "
         "run gitrun pull again."
     )
 
@@ -327,7 +323,7 @@ def pull(
     (e.g. from a plain `git fetch origin refs/gitrun/runs:refs/remotes/origin/gitrun/runs`).
     """
     name = resolve_remote(repo, remote)
-    theirs = fetch(repo, name, quiet) if fetch_first else repo.read_ref(tracking_ref(name))
+    theirs = fetch(repo, name, quiet) if fetch_first else repo.read_ref(remote_runs_ref(name))
     if theirs is None:
         return SyncResult(remote=name, remote_has_runs=False)
     return join(repo, theirs, name)
@@ -360,7 +356,7 @@ def push(
     """Pull, then push refs/gitrun/runs (never forced); retry when others pushed meanwhile."""
     name = resolve_remote(repo, remote)
     total = SyncResult(remote=name)
-    if repo.read_ref(store.RUNS_REF) is None:
+    if repo.read_ref(RUNS_REF) is None:
         # Nothing of ours to send; still take what the remote has.
         got = pull(repo, name, quiet)
         got.attempts = 1
@@ -374,14 +370,14 @@ def push(
             joined = join(repo, theirs, name, their_runs)
             total.arrived += joined.arrived
             total.merged = total.merged or joined.merged
-        local = repo.read_ref(store.RUNS_REF)
+        local = repo.read_ref(RUNS_REF)
         assert local is not None
         if theirs == local:
             total.sent, total.attempts = 0, attempt
             return total
         # No --no-verify: a pre-push hook (git-lfs) may need to upload what the code commits use.
         args = ["push", "--porcelain", "-q" if quiet else "--progress", name]
-        rc, out, err = _transport(repo, [*args, f"{store.RUNS_REF}:{store.RUNS_REF}"], quiet)
+        rc, out, err = _transport(repo, [*args, f"{RUNS_REF}:{RUNS_REF}"], quiet)
         status = _push_status(out)
         if rc == 0:  # with -q, --porcelain prints no line for a successful ref
             total.sent = len(set(store.list_run_trees(repo, local)) - set(their_runs))
@@ -405,7 +401,7 @@ def _push_status(porcelain: str) -> str:
     """ok / up-to-date / rejected / error / unknown, from `git push --porcelain`."""
     for line in porcelain.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 3 and parts[1].endswith(":" + store.RUNS_REF):
+        if len(parts) >= 3 and parts[1].endswith(":" + RUNS_REF):
             flag, summary = parts[0], parts[2]
             if flag == "=":
                 return "up-to-date"
@@ -416,7 +412,7 @@ def _push_status(porcelain: str) -> str:
 
 
 def _set_tracking(repo: Repo, remote: str, tip: str) -> None:
-    ref = tracking_ref(remote)
+    ref = remote_runs_ref(remote)
     # Best effort: it is only a mirror, refreshed by the next fetch anyway.
     with contextlib.suppress(GitrunError):
         repo.cas_ref(ref, tip, repo.read_ref(ref), f"gitrun: push to {remote}", wait=0.5)
