@@ -34,17 +34,16 @@ def _isolated_env(tmp_path_factory, monkeypatch):
         ):
             monkeypatch.delenv(k, raising=False)
     import gitrun.tracking as tracking
+    from gitrun.tracking import state
 
-    tracking._stack.clear()
-    tracking._experiment = None
-    tracking._attached_once = False
+    state.reset()
     yield
-    while tracking._stack:
+    while state.stack:
         try:
             tracking.end_run()
         except Exception:
-            tracking._stack.pop()
-    tracking._experiment = None
+            state.stack.pop()
+    state.reset()
 
 
 def git(cwd, *args, check=True, env=None):

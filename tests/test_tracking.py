@@ -94,6 +94,29 @@ def test_param_is_immutable(repo):
     assert committed(run.info.run_id).params == {"lr": "0.1"}
 
 
+def test_long_param_and_tag_values_one_rule_fluent_and_client(repo, capsys, monkeypatch):
+    """MLflow's rule everywhere: truncated with a warning; refused when
+    MLFLOW_TRUNCATE_LONG_VALUES is false (fluent API, and client on a finished run)."""
+    client = gitrun.MlflowClient()
+    with gitrun.start_run() as run:
+        gitrun.log_param("p", "x" * 7000)
+        gitrun.set_tag("t", "y" * 9000)
+    rid = run.info.run_id
+    client.log_param(rid, "q", "z" * 7000)
+    client.set_tag(rid, "u", "w" * 9000)
+    rec = committed(rid)
+    assert (len(rec.params["p"]), len(rec.params["q"])) == (6000, 6000)
+    assert (len(rec.tags["t"]), len(rec.tags["u"])) == (8000, 8000)
+    err = capsys.readouterr().err
+    assert all(f"'{k}' is longer than" in err for k in "ptqu")
+    monkeypatch.setenv("MLFLOW_TRUNCATE_LONG_VALUES", "false")
+    with pytest.raises(InvalidInputError, match="more than the limit of 6000"):
+        client.log_param(rid, "r", "z" * 7000)
+    with gitrun.start_run():
+        with pytest.raises(InvalidInputError, match="more than the limit of 8000"):
+            gitrun.set_tag("t", "y" * 9000)
+
+
 @pytest.mark.parametrize("key", ["", "a//b", "a/", "/abs", "../up", "a\tb", "x" * 251, "a/../b"])
 def test_invalid_keys_are_refused(repo, key):
     with gitrun.start_run():

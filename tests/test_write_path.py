@@ -143,7 +143,7 @@ SHORT_WRITE = """
 import resource, signal, os, gitrun
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # EFBIG instead of death, like a full disk
 run = gitrun.start_run(run_name="full-disk")
-path = os.environ["GITRUN_TEST_JOURNAL"] = gitrun.tracking._stack[-1]._live.journal.path
+path = os.environ["GITRUN_TEST_JOURNAL"] = gitrun.tracking.live_run().journal.path
 for i in range(10):
     gitrun.log_metric("before", i, step=i)
 size = os.path.getsize(path)

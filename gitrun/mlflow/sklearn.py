@@ -115,11 +115,11 @@ def save_model(
     }
     doc = mlmodel.write_mlmodel(path, flavors, run_id=_run_id, artifact_path=_artifact_path)
     if metadata:
-        import yaml
+        from ..format import yamlio
 
         doc["metadata"] = metadata
         with open(os.path.join(path, mlmodel.MLMODEL_FILE), "w", encoding="utf-8") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False, default_flow_style=False)
+            yamlio.dump(doc, fh)
     return doc
 
 
@@ -143,7 +143,7 @@ def log_model(
     """Log the model as artifacts of the active run (started if none) under `name`."""
     _no_registry(registered_model_name)
     dest = tracking.safe_artifact_path(name or artifact_path or "model")
-    live = tracking._live()
+    live = tracking.live_run()
     tmp = tempfile.mkdtemp(prefix="gitrun-model-")
     try:
         local = os.path.join(tmp, "model")
@@ -347,7 +347,7 @@ def _warn(msg: str) -> None:
 
 
 def _log_fit(estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    live = tracking._live()
+    live = tracking.live_run()
     try:
         params = estimator.get_params(deep=True)
     except Exception:

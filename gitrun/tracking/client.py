@@ -20,9 +20,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Callable
 
-from .. import tracking
 from .._git import Repo
-from ..errors import GitrunError, InvalidInputError, ParamChangedError
+from ..errors import GitrunError, InvalidInputError, ParamChangedError, RunNotFoundError
 from ..format import journal, store
 from ..format.entities import (
     Artifact,
@@ -35,7 +34,24 @@ from ..format.entities import (
     RunRecord,
     RunTag,
 )
-from ..query import artifacts
+from ..query import ViewType, artifacts
+from . import state
+from .live import LiveRun, new_run
+from .validation import (
+    artifact_dest,
+    check_experiment_name,
+    check_run_id,
+    check_run_name,
+    metric_step,
+    metric_timestamp,
+    metric_value,
+    param_value,
+    safe_artifact_path,
+    tag_value,
+    validate_key,
+)
+
+__all__ = ["MlflowClient", "PagedList", "ViewType"]
 
 
 class PagedList(list):  # type: ignore[type-arg]
@@ -44,13 +60,7 @@ class PagedList(list):  # type: ignore[type-arg]
     token: str | None = None
 
 
-class ViewType:
-    ACTIVE_ONLY = 1
-    DELETED_ONLY = 2
-    ALL = 3
-
-
-def _run_of(live: tracking.LiveRun) -> Run:
+def _run_of(live: LiveRun) -> Run:
     rec = journal.replay(live.journal.path) if os.path.exists(live.journal.path) else None
     rec = rec or live.record
     info = RunInfo(
@@ -72,7 +82,7 @@ class MlflowClient:
             from .uri import set_tracking_uri
 
             set_tracking_uri(tracking_uri)  # refuses servers; local paths are accepted
-        self._owned: dict[str, tracking.LiveRun] = {}
+        self._owned: dict[str, LiveRun] = {}
         self._repo: Repo | None = None
 
     @property
@@ -83,10 +93,18 @@ class MlflowClient:
 
     # -- reading ----------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
-        return tracking.get_run(run_id)
+        from ..query import resolve as runs
+
+        check_run_id(run_id)
+        return runs.load(Repo.discover(bare_ok=True), run_id).to_run()
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
-        return tracking.get_metric_history(run_id, key)
+        from ..query import resolve as runs
+
+        check_run_id(run_id)
+        validate_key(key, "metric name")
+        rec = runs.load(Repo.discover(bare_ok=True), run_id, history=True)
+        return list(rec.history.get(key, []))
 
     def search_runs(
         self,
@@ -125,15 +143,25 @@ class MlflowClient:
 
     # -- experiments (named; the name is the id) ----------------------------
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        return tracking.get_experiment_by_name(name)
+        from .. import query
+
+        names = query.experiment_names(Repo.discover())
+        if name not in names and name != state.DEFAULT_EXPERIMENT and name != state.experiment():
+            return None
+        return Experiment(
+            experiment_id=name, name=name, artifact_location=f"gitrun:experiments/{name}"
+        )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
-        return tracking.get_experiment(experiment_id)
+        e = self.get_experiment_by_name(str(experiment_id))
+        if e is None:
+            raise RunNotFoundError(f"No experiment '{experiment_id}' has any runs yet.")
+        return e
 
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: Any = None
     ) -> str:
-        return tracking.create_experiment(name, artifact_location, tags)
+        return check_experiment_name(name)
 
     def search_experiments(self, *args: Any, **kwargs: Any) -> PagedList:
         from .. import query
@@ -151,10 +179,8 @@ class MlflowClient:
         tags: dict[str, Any] | None = None,
         run_name: str | None = None,
     ) -> Run:
-        tracking._check_experiment_name(None if experiment_id is None else str(experiment_id))
-        live = tracking.new_run(
-            self.repo, run_name=run_name, experiment=str(experiment_id), tags=tags or {}
-        )
+        check_experiment_name(None if experiment_id is None else str(experiment_id))
+        live = new_run(self.repo, run_name=run_name, experiment=str(experiment_id), tags=tags or {})
         self._owned[live.run_id] = live
         return _run_of(live)
 
@@ -169,14 +195,10 @@ class MlflowClient:
         if run_id in self._owned:
             self._owned.pop(run_id).end(status)
             return
-        for active in list(tracking._stack):
-            if active.info.run_id == run_id:
-                if tracking._stack[-1] is active:
-                    tracking.end_run(status)
-                else:
-                    tracking._stack.remove(active)
-                    active._live.end(status)
-                return
+        active = state.find(run_id)
+        if active is not None:
+            state.end(active, status)
+            return
 
         def edit(rec: RunRecord) -> None:
             rec.status = status
@@ -224,8 +246,8 @@ class MlflowClient:
         synchronous: Any = None,
         **_: Any,
     ) -> None:
-        st = tracking._metric_step(str(key), step)
-        ts = tracking._metric_timestamp(str(key), timestamp)
+        st = metric_step(str(key), step)
+        ts = metric_timestamp(str(key), timestamp)
         ts = int(time.time() * 1000) if ts is None else ts
         self.log_batch(run_id, metrics=[Metric(key, value, ts, st)])
 
@@ -233,7 +255,7 @@ class MlflowClient:
         self.log_batch(run_id, tags=[RunTag(key, str(value))])
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        tracking.validate_key(key, "tag name")
+        validate_key(key, "tag name")
         live = self._writable(run_id)
         if live is not None:
             live.delete_tag(key)
@@ -256,10 +278,10 @@ class MlflowClient:
     ) -> None:
         for t in tags:
             if t.key == "mlflow.runName":
-                tracking.check_run_name(str(t.value))
+                check_run_name(str(t.value))
         for m in metrics:
-            tracking._metric_step(str(m.key), m.step)
-            tracking._metric_timestamp(str(m.key), m.timestamp)
+            metric_step(str(m.key), m.step)
+            metric_timestamp(str(m.key), m.timestamp)
         seen: dict[str, str] = {}
         for p in params:
             if p.key in seen and seen[p.key] != str(p.value):
@@ -280,8 +302,8 @@ class MlflowClient:
 
         def edit(rec: RunRecord) -> None:
             for p in params:
-                tracking.validate_key(p.key, "param name")
-                text = str(p.value)[: tracking.MAX_PARAM_VALUE]
+                validate_key(p.key, "param name")
+                text = param_value(p.key, p.value)
                 old = rec.params.get(p.key)
                 if old is not None and old != text:
                     raise ParamChangedError(
@@ -291,13 +313,13 @@ class MlflowClient:
                     )
                 rec.params[p.key] = text
             for m in metrics:
-                tracking.validate_key(m.key, "metric name")
-                v = tracking._metric_value(m.key, m.value)
+                validate_key(m.key, "metric name")
+                v = metric_value(m.key, m.value)
                 ts = int(time.time() * 1000) if m.timestamp is None else int(m.timestamp)
                 rec.history.setdefault(m.key, []).append(Metric(m.key, v, ts, int(m.step or 0)))
             for t in tags:
-                tracking.validate_key(t.key, "tag name")
-                rec.tags[t.key] = str(t.value)[: tracking.MAX_TAG_VALUE]
+                validate_key(t.key, "tag name")
+                rec.tags[t.key] = tag_value(t.key, t.value)
                 if t.key == "mlflow.runName":
                     rec.run_name = rec.tags[t.key]
             rec.metrics = rec.latest_metrics()
@@ -306,13 +328,11 @@ class MlflowClient:
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         if os.path.isdir(local_path):
-            name = os.path.basename(os.path.normpath(local_path))
-            dest = f"{artifact_path.strip('/')}/{name}" if artifact_path else name
-            self.log_artifacts(run_id, local_path, dest)
+            self.log_artifacts(run_id, local_path, artifact_dest(local_path, artifact_path))
             return
         if not os.path.exists(local_path):
             raise InvalidInputError(f"Artifact '{local_path}' does not exist; check the path.")
-        self._put_files(run_id, [(local_path, tracking._dest(local_path, artifact_path))])
+        self._put_files(run_id, [(local_path, artifact_dest(local_path, artifact_path))])
 
     def log_artifacts(
         self,
@@ -333,10 +353,11 @@ class MlflowClient:
         self._put_bytes(run_id, text.encode("utf-8"), artifact_file)
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
+        """MLflow's log_dict: JSON, or YAML for a .yaml/.yml name (the fluent one calls this)."""
         if artifact_file.endswith((".yaml", ".yml")):
-            import yaml
+            from ..format import yamlio
 
-            data = yaml.safe_dump(dictionary, default_flow_style=False, sort_keys=False)
+            data = yamlio.dump(dictionary)
         else:
             data = json.dumps(dictionary, indent=2)
         self.log_text(run_id, data, artifact_file)
@@ -353,7 +374,7 @@ class MlflowClient:
             from ..capture import artwalk
 
             for src, dest in files:
-                d = tracking.safe_artifact_path(dest)
+                d = safe_artifact_path(dest)
                 blob, sha256, size = artwalk.store_file(repo, os.path.realpath(src), src)
                 rec.artifacts[d] = Artifact(d, size, sha256, "git", blob)
 
@@ -369,7 +390,7 @@ class MlflowClient:
         repo = self.repo
 
         def edit(rec: RunRecord) -> None:
-            d = tracking.safe_artifact_path(dest)
+            d = safe_artifact_path(dest)
             blob = repo.write_blob(data)
             rec.artifacts[d] = Artifact(d, len(data), hashlib.sha256(data).hexdigest(), "git", blob)
 
@@ -379,20 +400,15 @@ class MlflowClient:
     def _resolve(self, run_id: str) -> str:
         from ..query import resolve as runs
 
-        if run_id in self._owned:
+        if run_id in self._owned or state.find(run_id) is not None:
             return run_id
-        for active in tracking._stack:
-            if active.info.run_id == run_id:
-                return run_id
         return runs.resolve(self.repo, run_id)
 
-    def _active(self, run_id: str) -> tracking.LiveRun | None:
-        for active in tracking._stack:
-            if active.info.run_id == run_id:
-                return active._live
-        return None
+    def _active(self, run_id: str) -> LiveRun | None:
+        active = state.find(run_id)
+        return None if active is None else active.live
 
-    def _writable(self, run_id: str) -> tracking.LiveRun | None:
+    def _writable(self, run_id: str) -> LiveRun | None:
         """The live run to journal into, or None when the run is finished (edit it)."""
         if run_id in self._owned:
             return self._owned[run_id]

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._git import Repo
 from ..errors import InvalidInputError
-from . import _experiment_name
+from .state import experiment_name
 
 
 def search_runs(
@@ -47,7 +47,7 @@ def search_runs(
     repo = Repo.discover(bare_ok=True)
     journal.recover(repo, quiet=True)
     experiments = resolve_experiments(
-        repo, experiment_ids, experiment_names, search_all_experiments, _experiment_name()
+        repo, experiment_ids, experiment_names, search_all_experiments, experiment_name()
     )
 
     def query(engine: Any) -> Any:

@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from .._git import Repo
 from ..errors import GitrunError, InvalidInputError, UsageError, require
 from ..format import store
 from ..format.entities import Artifact, Metric, RunRecord
+from ..tracking.live import new_run_id
 
 IMPORT_TAG = "mlflow.import.run_id"
 IMPORT_EXPERIMENT_TAG = "mlflow.import.experiment_id"
@@ -270,7 +270,7 @@ def build_record(repo: Repo, client: Any, exp: Any, run: Any) -> RunRecord:
     last = max((m.timestamp for ms in history.values() for m in ms), default=None)
     end = info.end_time or last or info.start_time
     rec = RunRecord(
-        run_id=uuid.uuid4().hex,
+        run_id=new_run_id(),
         run_name=name,
         experiment=_one_line(exp.name) or "Default",
         status=status,
