@@ -71,7 +71,7 @@ def test_ambiguous_prefix(repo, monkeypatch):
     from gitrun import tracking
 
     ids = iter(["abcd1111" + "0" * 24, "abcd2222" + "0" * 24])
-    monkeypatch.setattr(tracking, "new_run_id", lambda: next(ids))
+    monkeypatch.setattr(tracking.live, "new_run_id", lambda: next(ids))
     for _ in range(2):
         with gitrun.start_run():
             pass

@@ -56,3 +56,23 @@ def test_diff_unknown_run_is_one_sentence(repo):
     two_runs(repo)
     res = CliRunner().invoke(cli, ["diff", "base", "nosuchrun"])
     assert res.exit_code == 1 and "nosuchrun" in res.output and "Traceback" not in res.output
+
+
+def test_diff_workflow_returns_what_json_prints_and_infinities_render(repo):
+    from gitrun._git import Repo
+    from gitrun.workflows.diff import diff
+
+    with gitrun.start_run(run_name="a"):
+        gitrun.log_metric("loss", 1.0)
+        gitrun.log_metric("nan", float("nan"))
+    with gitrun.start_run(run_name="b"):
+        gitrun.log_metric("loss", float("inf"))
+        gitrun.log_metric("nan", float("nan"))
+    d = diff(Repo.discover(str(repo)), "a", "b")
+    assert d["metrics"] == {"loss": {"a": 1.0, "b": "inf", "delta": "inf"}}  # NaN == NaN
+    assert d["code"]["a"] == d["code"]["b"] and d["code"]["diff"] == ""
+    res = CliRunner().invoke(cli, ["diff", "a", "b", "--format", "json"])
+    assert json.loads(res.output) == d
+    res = CliRunner().invoke(cli, ["diff", "a", "b"])  # was an internal error
+    assert res.exit_code == 0, res.output
+    assert "+inf" in res.output and "same commit" in res.output

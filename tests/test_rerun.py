@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
+import threading
 import time
 import uuid
 
+import pytest
 from conftest import git, run_cli, snapshot_state
 
 from gitrun._git import Repo
+from gitrun.errors import InvalidInputError
 from gitrun.format import store
 from gitrun.format.entities import Artifact, RunRecord
 from gitrun.query import resolve as runs
-from gitrun.workflows.rerun import close, compare
+from gitrun.workflows.record import RecordOptions
+from gitrun.workflows.record import record as do_record
+from gitrun.workflows.rerun import close, compare, rerun
 
 SCRIPT = """\
 import json, os, random, sys
@@ -181,3 +187,83 @@ def test_compare_rules():
     assert {r.label: r.ok for r in compare(a, b, rtol=1e-9)}["x"]
     assert close(1.0, 1.1, 0, 0.2) and not close(1.0, 1.1, 0, 0.05)
     assert not close(math.nan, 1.0, 1, 1) and not close(math.inf, -math.inf, 1, 1)
+
+
+class _CwdWatch:
+    """Samples the process's working directory from a thread while a rerun runs."""
+
+    def __init__(self):
+        self.seen = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self.stop.is_set():
+            self.seen.add(os.getcwd())
+            time.sleep(0.001)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_rerun_never_changes_the_callers_cwd_even_when_it_fails(repo):
+    # data.txt and params.json are ignored, so not in the run's code: in the temporary
+    # worktree the command fails (no data.txt), and a rerun given --params-file cannot
+    # even start (no params.json).
+    (repo / "train.py").write_text("import os\nopen('data.txt').read()\nprint(os.getcwd())\n")
+    (repo / ".gitignore").write_text("*.log\ndata.txt\nparams.json\n")
+    (repo / "data.txt").write_text("x\n")
+    (repo / "params.json").write_text('{"lr": 0.1}\n')
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "train")
+    assert run_cli("record", "-q", "-n", "data", "--", sys.executable, "train.py").returncode == 0
+    p = run_cli("record", "-q", "-n", "params", "--params-file", "params.json", "--", "true")
+    assert p.returncode == 0, p.stderr
+    r = Repo.discover(str(repo))
+    here = os.getcwd()
+
+    with _CwdWatch() as watch:
+        result = rerun(r, "data", quiet=True)
+    assert not result.reproduced and "exit code" in result.verdict()
+    assert result.rerun is not None and result.rerun.status == "FAILED"
+    assert result.rerun.cwd == "."
+    with _CwdWatch() as watch2:
+        with pytest.raises(InvalidInputError, match="params.json' does not exist"):
+            rerun(r, "params", quiet=True)
+    assert os.getcwd() == here
+    assert watch.seen == watch2.seen == {here}
+    assert git(repo, "worktree", "list").count("\n") == 1  # both worktrees removed
+
+
+def test_record_with_cwd_resolves_paths_there(repo, capfd):
+    # record(cwd=...) from elsewhere behaves as if started in that directory.
+    sub = repo / "sub"
+    sub.mkdir()
+    (sub / "params.yaml").write_text("depth: 3\n")
+    (sub / "train.py").write_text(
+        "import json, os\n"
+        "json.dump({'acc': 0.5}, open('m.json', 'w'))\n"
+        "open('out.txt', 'w').write(os.getcwd())\n"
+    )
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "sub")
+    opts = RecordOptions(
+        [sys.executable, "train.py"],
+        name="sub",
+        metrics_file="m.json",
+        artifacts=["out.txt"],
+        quiet=True,
+        cwd=str(sub),
+    )
+    code, rec = do_record(opts)
+    assert code == 0 and rec is not None
+    assert os.getcwd() == str(repo)
+    assert (sub / "out.txt").read_text() == str(sub)
+    assert rec.cwd == "sub" and rec.params == {"depth": "3"} and rec.metrics == {"acc": 0.5}
+    assert list(rec.artifacts) == ["out.txt"]
+    assert not (repo / "out.txt").exists() and not (repo / "m.json").exists()

@@ -32,7 +32,8 @@ ENV_MAX_FILES = "GITRUN_MAX_ARTIFACT_FILES"
 ENV_MAX_SIZE = "GITRUN_MAX_ARTIFACT_SIZE"
 MAX_TEXT_FILE = 64 * 1024 * 1024  # params/metrics files
 _SMALL = 32 * 1024 * 1024  # larger files stream through `git hash-object`
-_CONTROL = "\t\n\r\0"
+# Characters an artifact path or file name may not hold (tab, newline, CR, NUL).
+CONTROL_CHARS = "\t\n\r\0"
 
 
 class ArtifactLimitError(InvalidInputError):
@@ -125,7 +126,8 @@ def inside(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not regular is, in words: "a FIFO (named pipe)", ..."""
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
     if stat.S_ISSOCK(mode):
@@ -187,7 +189,7 @@ def walk(top: str, lim: Limits, shown: str | None = None, how: str = "api") -> W
                 continue  # git's own data is never an artifact
             rel = prefix + name
             where = show(shown, rel)
-            if any(c in name for c in _CONTROL):
+            if any(c in name for c in CONTROL_CHARS):
                 out.problems.append(
                     f"Skipped {where!r}: its name contains control characters, which "
                     "artifact paths may not."
@@ -247,7 +249,7 @@ def walk(top: str, lim: Limits, shown: str | None = None, how: str = "api") -> W
                 out.files.append((path, rel, st.st_size))
             else:
                 out.problems.append(
-                    f"Skipped '{where}': it is {_kind(st.st_mode)}, not a regular file."
+                    f"Skipped '{where}': it is {file_kind(st.st_mode)}, not a regular file."
                 )
         stack.extend(reversed(subdirs))
     out.files.sort(key=lambda f: f[1])
@@ -287,7 +289,9 @@ def open_regular(path: str, shown: str | None = None, what: str = "Artifact") ->
     try:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
-            raise InvalidInputError(f"{what} '{shown}' is {_kind(st.st_mode)}, not a regular file.")
+            raise InvalidInputError(
+                f"{what} '{shown}' is {file_kind(st.st_mode)}, not a regular file."
+            )
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -301,7 +305,7 @@ def open_regular(path: str, shown: str | None = None, what: str = "Artifact") ->
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):  # swapped between stat and open
         os.close(fd)
-        raise InvalidInputError(f"{what} '{shown}' is {_kind(st.st_mode)}, not a regular file.")
+        raise InvalidInputError(f"{what} '{shown}' is {file_kind(st.st_mode)}, not a regular file.")
     return fd
 
 

@@ -65,6 +65,11 @@ def checkout(run, branch, stash, worktree, artifacts_only, force_branch):
         force_branch=force_branch,
     )
     click.echo(result.render())
+    if result.unavailable:
+        # The others were restored; exit 1 because not everything could be.
+        for sentence in result.unavailable:
+            click.echo(f"gitrun: {sentence}", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @cli.command()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 import click
@@ -13,6 +12,7 @@ from .common import (
     check_experiment_names,
     check_nonempty_experiments,
     format_option,
+    index_progress,
     key_values,
     max_results_option,
     quiet_option,
@@ -137,16 +137,17 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
     Example:
       gitrun ls -e churn -n 50
     """
-    from ..query import api, index
+    from ..query import api
 
     check_nonempty_experiments(experiments)
-    index.QUIET = quiet
+    progress = index_progress(quiet)
     r = repo()
-    check_experiment_names(r, experiments)
+    check_experiment_names(r, experiments, progress)
     recs = api.list_runs(
         r,
         experiments=list(experiments) or None,
         max_results=None if show_all or max_results == 0 else max_results,
+        progress=progress,
     )
     metric_cols: list[str] = []
     for rec in recs:
@@ -186,17 +187,18 @@ def show(run, fmt):
       gitrun show 3f2a --format json
     """
     from ..query import resolve as runs
+    from ..workflows import show as shape
     from .render import fmt_duration, fmt_size, fmt_time, yaml_block
 
     r = repo()
     rec = runs.load(r, run, history=True)
     if fmt == "json":
-        click.echo(json.dumps(_record_json(rec), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(shape.as_dict(rec), indent=2, ensure_ascii=False))
         return
     if fmt != "table":
         from .render import render
 
-        click.echo(render(["key", "value"], _record_rows(rec), fmt))
+        click.echo(render(["key", "value"], shape.as_rows(rec), fmt))
         return
     out = []
     out.append(f"run         {rec.run_id}  ({rec.run_name})")
@@ -227,15 +229,14 @@ def show(run, fmt):
     out += yaml_block(rec.params)
     out.append("metrics" + ("" if rec.metrics else "     (none)"))
     w = max((len(k) for k in rec.metrics), default=0)
+    ranges = shape.metric_ranges(rec)
     for k, v in rec.metrics.items():
-        pts = rec.history.get(k, [])
         extra = ""
-        if len(pts) > 1:
-            vals = [p.value for p in pts if not math.isnan(p.value)]
-            if vals:
-                extra = f"   ({len(pts)} points, min {min(vals):.6g}, max {max(vals):.6g})"
+        if k in ranges:
+            n, low, high = ranges[k]
+            extra = f"   ({n} points, min {low:.6g}, max {high:.6g})"
         out.append(f"  {k.ljust(w)}  {v:.6g}{extra}")
-    user_tags = {k: v for k, v in rec.tags.items() if not k.startswith(("mlflow.", "gitrun."))}
+    user_tags = shape.user_tags(rec)
     out.append("tags" + ("" if user_tags else "        (none besides mlflow.* / gitrun.*)"))
     out += yaml_block(user_tags)
     out.append("artifacts" + ("" if rec.artifacts else "   (none)"))
@@ -253,75 +254,6 @@ def show(run, fmt):
     if rec.output_blob:
         out.append(f"output      git show {rec.output_blob[:12]}   (output.log)")
     click.echo("\n".join(out))
-
-
-def _record_rows(rec):
-    """show --format csv/markdown: one key,value row per attribute, param, metric, tag,
-    artifact, and code/env field (the same names search's columns use)."""
-    rows = [
-        ["run_id", rec.run_id],
-        ["run_name", rec.run_name],
-        ["experiment", rec.experiment],
-        ["status", rec.status],
-        ["lifecycle_stage", rec.lifecycle_stage],
-        ["start_time", rec.start_time],
-        ["end_time", rec.end_time],
-        ["user", rec.user],
-        ["host", rec.host],
-        ["exit_code", rec.exit_code],
-        ["command", json.dumps(rec.command, ensure_ascii=False) if rec.command else None],
-        ["cwd", rec.cwd],
-    ]
-    for k, v in sorted((rec.code or {}).items()):
-        if isinstance(v, (dict, list)):
-            v = json.dumps(v, ensure_ascii=False, sort_keys=True)
-        rows.append([f"code.{k}", v])
-    rows += [[f"params.{k}", v] for k, v in rec.params.items()]
-    rows += [[f"metrics.{k}", _metric_text(v)] for k, v in rec.metrics.items()]
-    rows += [[f"tags.{k}", v] for k, v in rec.tags.items()]
-    rows += [[f"artifacts.{a.path}", a.sha256] for a in rec.artifacts.values()]
-    return rows
-
-
-def _metric_text(v):
-    # repr keeps every digit (output.cell would round to 6 significant ones).
-    return repr(v) if isinstance(v, float) and not math.isnan(v) else str(v)
-
-
-def _record_json(rec):
-    return {
-        "run_id": rec.run_id,
-        "run_name": rec.run_name,
-        "experiment": rec.experiment,
-        "status": rec.status,
-        "start_time": rec.start_time,
-        "end_time": rec.end_time,
-        "user": rec.user,
-        "host": rec.host,
-        "command": rec.command,
-        "cwd": rec.cwd,
-        "exit_code": rec.exit_code,
-        "code": rec.code,
-        "params": rec.params,
-        "metrics": {k: (None if math.isnan(v) else v) for k, v in rec.metrics.items()},
-        "metric_history": {
-            k: [
-                {
-                    "step": m.step,
-                    "timestamp": m.timestamp,
-                    "value": None if math.isnan(m.value) else m.value,
-                }
-                for m in pts
-            ]
-            for k, pts in rec.history.items()
-        },
-        "tags": rec.tags,
-        "artifacts": [
-            {"path": a.path, "size": a.size, "sha256": a.sha256, "storage": a.storage}
-            for a in rec.artifacts.values()
-        ],
-        "env": rec.env,
-    }
 
 
 @cli.command()

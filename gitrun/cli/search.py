@@ -13,6 +13,7 @@ from .common import (
     check_experiment_names,
     check_nonempty_experiments,
     format_option,
+    index_progress,
     max_results_option,
     quiet_option,
     repo,
@@ -145,12 +146,9 @@ def search(
     from .render import render
 
     check_nonempty_experiments(experiments)
-    if quiet:
-        from ..query import index
-
-        index.QUIET = True
+    progress = index_progress(quiet)
     r = repo()
-    check_experiment_names(r, experiments)
+    check_experiment_names(r, experiments, progress)
     env_exp = os.environ.get("GITRUN_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if not experiments and not all_experiments:
         if env_exp:
@@ -170,6 +168,7 @@ def search(
             experiments=exps,
             lifecycles=lifecycles,
             max_results=max_results or None,
+            progress=progress,
         )
     if columns is not None:
         cols = [c.strip() for c in columns.split(",") if c.strip()]
@@ -194,6 +193,12 @@ def _num(v: Any) -> str:
     return f"{v:.6g}"
 
 
+def _delta(v: Any) -> str:
+    if v is None or isinstance(v, str):  # "inf" / "-inf" as json_value writes them
+        return "" if v is None else ("+" + v if v == "inf" else v)
+    return f"{v:+.6g}"
+
+
 @cli.command()
 @click.argument("run_a")
 @click.argument("run_b")
@@ -211,72 +216,22 @@ def diff(run_a, run_b, patch, fmt):
       gitrun diff 3f2a 9c1e --patch
       gitrun diff rf-baseline rf-deeper --format json
     """
-    from ..query import resolve as runs
+    from ..workflows.diff import diff as do_diff
 
-    r = repo()
-    a = runs.load(r, run_a, history=False)
-    b = runs.load(r, run_b, history=False)
-    result = compare(a, b)
-    ca, cb = a.code.get("commit"), b.code.get("commit")
-    code = ""
-    if ca and cb and ca != cb:
-        args = ["diff", "--no-color", "--no-ext-diff"] + ([] if patch else ["--stat"])
-        proc = r.git(*args, ca, cb, check=False)
-        code = (
-            proc.stdout.decode(errors="replace")
-            if proc.returncode == 0
-            else (f"(cannot diff code commits {ca[:12]} and {cb[:12]}: not in this repository)")
-        )
-    result["code"] = {"a": ca, "b": cb, "diff": code}
+    result = do_diff(repo(), run_a, run_b, patch=patch)
     if fmt == "json":
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    click.echo(render_diff(a, b, result))
+    click.echo(render_diff(result))
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return None if math.isnan(v) else str(v)
-    return v
-
-
-def compare(a: Any, b: Any) -> dict[str, Any]:
-    def changed(da: dict[str, Any], db: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for k in sorted(set(da) | set(db)):
-            va, vb = da.get(k), db.get(k)
-            if _same(va) != _same(vb):
-                out[k] = {"a": _clean(va), "b": _clean(vb)}
-        return out
-
-    metrics = {}
-    for k in sorted(set(a.metrics) | set(b.metrics)):
-        va, vb = a.metrics.get(k), b.metrics.get(k)
-        if _same(va) == _same(vb):
-            continue
-        delta = vb - va if va is not None and vb is not None else None
-        metrics[k] = {"a": _clean(va), "b": _clean(vb), "delta": _clean(delta)}
-    arts_a = {p: x.sha256 for p, x in a.artifacts.items()}
-    arts_b = {p: x.sha256 for p, x in b.artifacts.items()}
-    return {
-        "a": {"run_id": a.run_id, "run_name": a.run_name, "status": a.status},
-        "b": {"run_id": b.run_id, "run_name": b.run_name, "status": b.status},
-        "params": changed(a.params, b.params),
-        "metrics": metrics,
-        "tags": changed(
-            {k: v for k, v in a.tags.items() if k != "mlflow.runName"},
-            {k: v for k, v in b.tags.items() if k != "mlflow.runName"},
-        ),
-        "artifacts": changed(arts_a, arts_b),
-    }
-
-
-def render_diff(a: Any, b: Any, result: dict[str, Any]) -> str:
+def render_diff(result: dict[str, Any]) -> str:
+    """`gitrun diff` for people, from the dict workflows.diff.diff returns."""
     from .render import table
 
     out = [
-        f"A  {a.run_id[:8]}  {a.run_name}  [{a.status}]",
-        f"B  {b.run_id[:8]}  {b.run_name}  [{b.status}]",
+        f"{side.upper()}  {run['run_id'][:8]}  {run['run_name']}  [{run['status']}]"
+        for side, run in (("a", result["a"]), ("b", result["b"]))
     ]
     for section in ("params", "tags"):
         items = result[section]
@@ -292,7 +247,7 @@ def render_diff(a: Any, b: Any, result: dict[str, Any]) -> str:
                 "  " + k,
                 _num(v["a"]),
                 _num(v["b"]),
-                "" if v["delta"] is None else f"{v['delta']:+.6g}",
+                _delta(v["delta"]),
             ]
             for k, v in items.items()
         ]

@@ -42,9 +42,9 @@ from ..errors import (
 )
 from ..format import paths
 from ..format.entities import RunRecord
+from ..format.layout import checkout_branch
 from ..query import resolve as runs
 
-BRANCH_PREFIX = "gitrun/"
 safe_join = paths.safe_join
 write_file = paths.write_file
 
@@ -94,7 +94,9 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
             )
     out = []
     for path, a in sorted(rec.artifacts.items()):
-        if a.storage != "git" or not a.blob:
+        if a.storage != "git":
+            continue  # another storage kind: left out, named by unreadable()
+        if not a.blob:
             raise CorruptRecordError(
                 f"Artifact {path!r} of run {rec.run_id[:8]} has no content in git (storage "
                 f"{a.storage!r}); it cannot be restored, and nothing was written."
@@ -109,6 +111,20 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
         perm = 0o755 if modes.get(path, (BLOB_MODE, ""))[0] == EXEC_MODE else 0o644
         out.append(PlannedArtifact(path, "/".join(base + path.split("/")), data, perm))
     return out
+
+
+def unreadable(rec: RunRecord) -> list[str]:
+    """One sentence per artifact kept in a storage kind this gitrun cannot read.
+
+    docs/format.md: a reader that meets an unknown storage kind reports it and leaves the
+    file out; `load_artifacts` leaves them out, this names them.
+    """
+    return [
+        f"Artifact {path!r} of run {rec.run_id[:8]} is kept in storage {a.storage!r}, which "
+        "this gitrun cannot read, so it was not restored."
+        for path, a in sorted(rec.artifacts.items())
+        if a.storage != "git"
+    ]
 
 
 def check_code_tree(repo: Repo, commit: str, planned: list[PlannedArtifact]) -> set[str]:
@@ -256,6 +272,7 @@ class CheckoutResult:
     written: int = 0  # artifacts written
     unchanged: int = 0  # artifacts already there, identical
     not_captured: list[str] = field(default_factory=list)  # large untracked files
+    unavailable: list[str] = field(default_factory=list)  # artifacts in unknown storage
 
     def render(self) -> str:
         rid = self.run.run_id[:8]
@@ -354,7 +371,12 @@ def _artifacts_only(repo: Repo, rec: RunRecord, directory: str) -> CheckoutResul
         os.makedirs(root)
     written = write_planned(root, planned)
     return CheckoutResult(
-        rec, "artifacts-only", root, written=written, unchanged=len(planned) - written
+        rec,
+        "artifacts-only",
+        root,
+        written=written,
+        unchanged=len(planned) - written,
+        unavailable=unreadable(rec),
     )
 
 
@@ -400,6 +422,7 @@ def _worktree(
         written=written,
         unchanged=len(planned) - written,
         not_captured=_warn_large(rec),
+        unavailable=unreadable(rec),
     )
 
 
@@ -418,7 +441,7 @@ def _in_place(
             "This repository has no work tree; use --worktree DIR or --artifacts-only DIR."
         )
     root = repo.work_tree
-    name = branch or BRANCH_PREFIX + rec.run_id[:8]
+    name = branch or checkout_branch(rec.run_id)
     if branch is None:
         _check_branch_name(repo, name)
     create = _branch_state(repo, name, commit, force_branch)
@@ -471,4 +494,5 @@ def _in_place(
         written=written,
         unchanged=len(planned) - written,
         not_captured=_warn_large(rec),
+        unavailable=unreadable(rec),
     )

@@ -25,6 +25,7 @@ from .._git import Repo
 from ..capture import settings as config
 from ..errors import GitrunError, InvalidInputError, UsageError
 from ..format.entities import RunRecord
+from ..format.layout import LIVE_OUTPUT
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 RECORD_OPTIONS_TAG = "gitrun.record.options"
@@ -48,6 +49,7 @@ class RecordOptions:
         extra_env: dict[str, str] | None = None,
         max_artifact_files: int | None = None,
         max_artifact_size: str | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.command = command
         self.name = name
@@ -61,6 +63,9 @@ class RecordOptions:
         self.extra_env = extra_env or {}
         self.max_artifact_files = max_artifact_files
         self.max_artifact_size = max_artifact_size
+        # The directory the command runs in (default: the current one); relative paths
+        # (params/metrics files, artifacts) are taken from it.
+        self.cwd = cwd
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -75,18 +80,20 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_structured(path: str, what: str) -> dict[str, Any]:
-    """A JSON/YAML mapping, flattened; one InvalidInputError sentence when it cannot be."""
+def read_structured(path: str, what: str, cwd: str | None = None) -> dict[str, Any]:
+    """A JSON/YAML mapping, flattened; one InvalidInputError sentence when it cannot be.
+
+    A relative `path` is taken from `cwd` (default: the current directory)."""
     from ..capture.artwalk import read_text
 
-    text = read_text(path, what)
+    text = read_text(_at(cwd, path), what)
     try:
         if path.endswith(".json"):
             data = json.loads(text)
         else:
-            import yaml
+            from ..format import yamlio
 
-            data = yaml.safe_load(text)
+            data = yamlio.load(text)
     except Exception as e:  # any parser failure (RecursionError included) is bad input
         raise InvalidInputError(
             f"The {what} file '{path}' cannot be parsed ({_one_line(e)}); fix it."
@@ -98,25 +105,31 @@ def read_structured(path: str, what: str) -> dict[str, Any]:
     return flatten(data)
 
 
+def _at(cwd: str | None, path: str) -> str:
+    """`path` as typed, taken from `cwd` (None: the current directory)."""
+    return path if cwd is None else os.path.join(cwd, path)
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def artifact_dest(path: str, root: str, git_dirs: Sequence[str]) -> str:
-    """Where `-a PATH` is stored in the run (relative to the current directory).
+def artifact_dest(path: str, root: str, git_dirs: Sequence[str], cwd: str | None = None) -> str:
+    """Where `-a PATH` is stored in the run (relative to `cwd`, the directory the command
+    runs in; default: the current one).
 
     Checked before the command runs, with the path as the user typed it; the path need
     not exist yet.
     """
-    from ..capture.artwalk import _CONTROL, inside
+    from ..capture.artwalk import CONTROL_CHARS, inside
 
     if not path.strip():
         raise UsageError("An artifact path (-a) is empty; name a file or directory.")
-    if any(c in path for c in _CONTROL):
+    if any(c in path for c in CONTROL_CHARS):
         raise UsageError(f"Artifact path {path!r} contains control characters; rename it.")
     real_root = os.path.realpath(root)
-    cwd = os.getcwd()
-    full = os.path.abspath(path)
+    cwd = os.path.abspath(cwd) if cwd is not None else os.getcwd()
+    full = os.path.abspath(os.path.join(cwd, path))
     if not inside(full, real_root) and not inside(full, os.path.abspath(root)):
         raise UsageError(
             f"Artifact path '{path}' is outside the repository work tree ({root}); "
@@ -134,14 +147,17 @@ def artifact_dest(path: str, root: str, git_dirs: Sequence[str]) -> str:
             f"Artifact path '{path}' is inside git's own directory (.git), which is never "
             "an artifact."
         )
-    problem = _leaves_tree(path, real_root, git_dirs)
+    problem = _leaves_tree(full, real_root, git_dirs, path)
     if problem:
         raise UsageError(problem)
     return rel.replace(os.sep, "/")
 
 
-def _leaves_tree(path: str, real_root: str, git_dirs: Sequence[str]) -> str | None:
-    """A sentence when `path` leads out of the work tree (or into .git) through a symlink."""
+def _leaves_tree(
+    path: str, real_root: str, git_dirs: Sequence[str], shown: str | None = None
+) -> str | None:
+    """A sentence when `path` leads out of the work tree (or into .git) through a symlink
+    (`shown`: the path as the user typed it)."""
     from ..capture.artwalk import inside
 
     real = os.path.realpath(path)
@@ -149,9 +165,9 @@ def _leaves_tree(path: str, real_root: str, git_dirs: Sequence[str]) -> str | No
         return None
     where = "into git's own directory" if inside(real, real_root) else "outside the repository"
     return (
-        f"Artifact path '{path}' leads {where} (to {real}) through a symlink; gitrun does "
-        "not follow it, so that nothing from elsewhere is kept in the runs ref (copy what "
-        "you need into the repository instead)."
+        f"Artifact path '{shown or path}' leads {where} (to {real}) through a symlink; "
+        "gitrun does not follow it, so that nothing from elsewhere is kept in the runs ref "
+        "(copy what you need into the repository instead)."
     )
 
 
@@ -197,11 +213,12 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         raise UsageError(
             "gitrun record needs a command after `--`, e.g. `gitrun record -- python train.py`."
         )
-    repo = Repo.discover()
+    here = os.path.abspath(opts.cwd) if opts.cwd is not None else None
+    repo = Repo.discover(here)
     cfg = config.load(repo.work_tree)
     if opts.experiment is not None and not opts.experiment.strip():
         raise UsageError("The experiment name given with -e is empty; give a name, e.g. -e churn.")
-    experiment = opts.experiment or cfg.get("experiment") or tracking._experiment_name()
+    experiment = opts.experiment or cfg.get("experiment") or tracking.experiment_name()
     name = opts.name or cfg.get("name")
     tags = {str(k): str(v) for k, v in (cfg.get("tags") or {}).items()}
     tags.update(opts.tags)
@@ -211,18 +228,18 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         tags["gitrun.experiment_from_cli"] = "true"
     params: dict[str, str] = {}
     params_file = opts.params_file or cfg.get("params-file")
-    if params_file is None and os.path.lexists(DEFAULT_PARAMS_FILE):
+    if params_file is None and os.path.lexists(_at(here, DEFAULT_PARAMS_FILE)):
         params_file = DEFAULT_PARAMS_FILE
     if params_file:
         params.update(
-            {k: _param_text(v) for k, v in read_structured(params_file, "params").items()}
+            {k: _param_text(v) for k, v in read_structured(params_file, "params", here).items()}
         )
     params.update(opts.params)
     metrics_file = opts.metrics_file or cfg.get("metrics-file")
     artifacts = list(cfg.get("artifacts") or []) + list(opts.artifacts)
-    root = repo.work_tree or os.getcwd()
+    root = repo.work_tree or here or os.getcwd()
     git_dirs = sorted({os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)})
-    dests = [(path, artifact_dest(path, root, git_dirs)) for path in artifacts]
+    dests = [(path, artifact_dest(path, root, git_dirs, here)) for path in artifacts]
     limits = artwalk.limits(cfg, opts.max_artifact_files, opts.max_artifact_size)
     # What was given on this command line (config files travel with the code), so that
     # `gitrun rerun` can repeat the same `gitrun record` invocation.
@@ -240,11 +257,11 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     for key in list(params) + list(tags):
         tracking.validate_key(key)
 
-    cwd = os.path.relpath(os.getcwd(), root).replace(os.sep, "/")
+    cwd = os.path.relpath(here or os.getcwd(), root).replace(os.sep, "/")
     live = tracking.new_run(
         repo,
         run_name=name,
-        experiment=tracking._check_experiment_name(experiment),
+        experiment=tracking.check_experiment_name(experiment),
         tags=tags,
         command=list(opts.command),
         cwd=cwd,
@@ -267,14 +284,14 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     env.setdefault("PYTHONUNBUFFERED", "1")  # so output streams as it is printed
 
     status, exit_code = _run_child(
-        opts.command, env, os.path.join(live.live_dir, "output.log"), live
+        opts.command, env, os.path.join(live.live_dir, LIVE_OUTPUT), live, here
     )
 
     # From here on nothing may stop the run from being committed with the command's own
     # status and exit code: every failure becomes a problem.
     problems: list[str] = []
     try:
-        _collect(live, metrics_file, exit_code, dests, limits, root, git_dirs, problems)
+        _collect(live, metrics_file, exit_code, dests, limits, root, git_dirs, problems, here)
     except (Exception, KeyboardInterrupt) as e:
         what = "it was interrupted" if isinstance(e, KeyboardInterrupt) else _one_line(e)
         problems.append(
@@ -336,16 +353,17 @@ def _collect(
     root: str,
     git_dirs: Sequence[str],
     problems: list[str],
+    cwd: str | None = None,
 ) -> None:
     """Metrics file and artifacts, after the command: each failure is one problem."""
-    if metrics_file and (exit_code == 0 or os.path.lexists(metrics_file)):
+    if metrics_file and (exit_code == 0 or os.path.lexists(_at(cwd, metrics_file))):
         try:
-            problems.extend(_log_metrics_file(live, metrics_file))
+            problems.extend(_log_metrics_file(live, metrics_file, cwd))
         except Exception as e:
             problems.append(f"The metrics file '{metrics_file}' was not read ({_one_line(e)}).")
     for path, dest in dests:
         try:
-            got = _collect_artifact(live, path, dest, root, git_dirs, limits)
+            got = _collect_artifact(live, path, dest, root, git_dirs, limits, cwd)
         except GitrunError as e:
             got = [str(e)]
         except Exception as e:
@@ -368,10 +386,10 @@ def _describe(v: Any) -> str:
     return f"a {type(v).__name__}"
 
 
-def _log_metrics_file(live: tracking.LiveRun, path: str) -> list[str]:
+def _log_metrics_file(live: tracking.LiveRun, path: str, cwd: str | None = None) -> list[str]:
     """Log every numeric value of the file; name the keys that were left out."""
     try:
-        values = read_structured(path, "metrics")
+        values = read_structured(path, "metrics", cwd)
     except InvalidInputError as e:
         return [str(e)]
     bad = []
@@ -401,18 +419,20 @@ def _collect_artifact(
     root: str,
     git_dirs: Sequence[str],
     limits: Any,
+    cwd: str | None = None,
 ) -> list[str]:
-    """Store one `-a` path after the command; problems as sentences."""
+    """Store one `-a` path (relative to `cwd`) after the command; problems as sentences."""
     from ..capture import artwalk
 
-    if not os.path.lexists(path):
+    at = _at(cwd, path)
+    if not os.path.lexists(at):
         return [f"Artifact '{path}' was not there after the command finished."]
     # The command may have replaced the path by a symlink: check again.
-    leaves = _leaves_tree(path, os.path.realpath(root), git_dirs)
+    leaves = _leaves_tree(at, os.path.realpath(root), git_dirs, path)
     if leaves:
         return [leaves]
     try:
-        real = os.path.realpath(path, strict=True)
+        real = os.path.realpath(at, strict=True)
         st = os.stat(real)
     except OSError as e:
         return [f"Artifact '{path}' is a symlink that cannot be resolved ({_one_line(e)})."]
@@ -420,7 +440,7 @@ def _collect_artifact(
         live.log_artifact_file(real, dest, path)
         return []
     if not stat.S_ISDIR(st.st_mode):
-        return [f"Artifact '{path}' is {artwalk._kind(st.st_mode)}, not a regular file."]
+        return [f"Artifact '{path}' is {artwalk.file_kind(st.st_mode)}, not a regular file."]
     w = artwalk.walk(real, limits, path, "cli")
     problems = list(w.problems)
     for full, rel, _ in w.files:
@@ -434,13 +454,17 @@ def _collect_artifact(
 
 
 def _run_child(
-    command: list[str], env: dict[str, str], log_path: str, live: tracking.LiveRun
+    command: list[str],
+    env: dict[str, str],
+    log_path: str,
+    live: tracking.LiveRun,
+    cwd: str | None = None,
 ) -> tuple[str, int]:
     log = open(log_path, "ab")
     try:
         try:
             proc = subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
         except OSError as e:
             code = 127 if isinstance(e, FileNotFoundError) else 126

@@ -33,6 +33,7 @@ from .._git import Repo
 from ..capture import envinfo
 from ..errors import DirtyWorkTreeError, GitError, GitrunError
 from ..format.entities import RunRecord
+from ..format.layout import cache_dir
 from ..query import resolve as runs
 from . import checkout
 
@@ -163,7 +164,7 @@ def compare(
 def environment_differences(repo: Repo, rec: RunRecord) -> list[str]:
     if not rec.env:
         return []
-    current = envinfo.capture(os.path.join(repo.gitrun_dir, "cache"))
+    current = envinfo.capture(cache_dir(repo))
     return envinfo.differences(rec.env, current)
 
 
@@ -337,13 +338,9 @@ def _record_in(
         params_file=options.get("params_file"),
         metrics_file=options.get("metrics_file"),
         quiet=quiet,
+        cwd=where,
     )
-    old = os.getcwd()
-    os.chdir(where)
-    try:
-        _code, new = record(opts)
-    finally:
-        os.chdir(old)
+    _code, new = record(opts)
     if new is None:
         raise GitrunError(f"The rerun of run {rec.run_id[:8]} was not recorded.")
     # Read it back as committed (with the training process's environment).

@@ -1,0 +1,102 @@
+"""`gitrun show RUN`: one run as plain data.
+
+`as_dict` is what `--format json` prints (NaN as null); `as_rows` the key/value rows of
+`--format csv/markdown`, named as search's columns are (params.<key>, metrics.<key>,
+tags.<key>, plus code.<field> and artifacts.<path>).  The CLI renders both, and the
+table for people from the record itself with `user_tags` and `metric_ranges`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ..format.entities import RunRecord
+
+SYSTEM_TAG_PREFIXES = ("mlflow.", "gitrun.")
+
+
+def _num(v: float) -> float | None:
+    return None if math.isnan(v) else v
+
+
+def as_dict(rec: RunRecord) -> dict[str, Any]:
+    """The run as JSON-ready data: attributes, code, params, final metrics, every metric's
+    history, tags, artifacts and environment."""
+    return {
+        "run_id": rec.run_id,
+        "run_name": rec.run_name,
+        "experiment": rec.experiment,
+        "status": rec.status,
+        "start_time": rec.start_time,
+        "end_time": rec.end_time,
+        "user": rec.user,
+        "host": rec.host,
+        "command": rec.command,
+        "cwd": rec.cwd,
+        "exit_code": rec.exit_code,
+        "code": rec.code,
+        "params": rec.params,
+        "metrics": {k: _num(v) for k, v in rec.metrics.items()},
+        "metric_history": {
+            k: [{"step": m.step, "timestamp": m.timestamp, "value": _num(m.value)} for m in pts]
+            for k, pts in rec.history.items()
+        },
+        "tags": rec.tags,
+        "artifacts": [
+            {"path": a.path, "size": a.size, "sha256": a.sha256, "storage": a.storage}
+            for a in rec.artifacts.values()
+        ],
+        "env": rec.env,
+    }
+
+
+def as_rows(rec: RunRecord) -> list[list[Any]]:
+    """One [key, value] row per attribute, param, metric, tag, artifact, and code field
+    (the same names search's columns use)."""
+    rows: list[list[Any]] = [
+        ["run_id", rec.run_id],
+        ["run_name", rec.run_name],
+        ["experiment", rec.experiment],
+        ["status", rec.status],
+        ["lifecycle_stage", rec.lifecycle_stage],
+        ["start_time", rec.start_time],
+        ["end_time", rec.end_time],
+        ["user", rec.user],
+        ["host", rec.host],
+        ["exit_code", rec.exit_code],
+        ["command", json.dumps(rec.command, ensure_ascii=False) if rec.command else None],
+        ["cwd", rec.cwd],
+    ]
+    for k, v in sorted((rec.code or {}).items()):
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v, ensure_ascii=False, sort_keys=True)
+        rows.append([f"code.{k}", v])
+    rows += [[f"params.{k}", v] for k, v in rec.params.items()]
+    rows += [[f"metrics.{k}", _metric_text(v)] for k, v in rec.metrics.items()]
+    rows += [[f"tags.{k}", v] for k, v in rec.tags.items()]
+    rows += [[f"artifacts.{a.path}", a.sha256] for a in rec.artifacts.values()]
+    return rows
+
+
+def _metric_text(v: float) -> str:
+    # repr keeps every digit (a rendered cell would round to 6 significant ones).
+    return repr(v) if isinstance(v, float) and not math.isnan(v) else str(v)
+
+
+def user_tags(rec: RunRecord) -> dict[str, str]:
+    """The run's tags without the system ones (mlflow.*, gitrun.*)."""
+    return {k: v for k, v in rec.tags.items() if not k.startswith(SYSTEM_TAG_PREFIXES)}
+
+
+def metric_ranges(rec: RunRecord) -> dict[str, tuple[int, float, float]]:
+    """(points, min, max) of each metric logged more than once (NaN left out of min/max;
+    a metric whose every value is NaN is left out)."""
+    out = {}
+    for k, pts in rec.history.items():
+        if len(pts) > 1:
+            vals = [p.value for p in pts if not math.isnan(p.value)]
+            if vals:
+                out[k] = (len(pts), min(vals), max(vals))
+    return out
