@@ -45,7 +45,8 @@ def checkout(run, branch, stash, worktree, artifacts_only, force_branch):
     created there and switched to; a dirty work tree is refused (or stashed with
     --stash), so nothing is lost. Artifacts are restored under the directory the run
     ran in, each verified against its sha256; unsafe artifact paths (absolute, '..',
-    '.git', through a symlink) are refused and nothing is written.
+    '.git', through a symlink) are refused and nothing is written. An artifact kept in a
+    storage this gitrun does not know is named on stderr and left out (exit 1).
 
     \b
     Example:
