@@ -158,12 +158,10 @@ def log_model(
             _run_id=live.run_id,
             _artifact_path=dest,
         )
-        for root, dirs, files in os.walk(local):
-            dirs.sort()
-            for fn in sorted(files):
-                full = os.path.join(root, fn)
-                rel = os.path.relpath(full, local).replace(os.sep, "/")
-                live.log_artifact_file(full, f"{dest}/{rel}")
+        from ..capture import artwalk
+
+        for full, rel_path, _size in artwalk.walk(local, artwalk.Limits(0, 0)).files:
+            live.log_artifact_file(full, f"{dest}/{rel_path}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return mlmodel.ModelInfo(

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -294,6 +295,7 @@ def _one_line(text: str) -> str:
 
 
 def _artifacts(repo: Repo, client: Any, run_id: str) -> dict[str, Artifact]:
+    from ..capture import artwalk
     from ..tracking import safe_artifact_path
 
     if not client.list_artifacts(run_id):
@@ -302,13 +304,14 @@ def _artifacts(repo: Repo, client: Any, run_id: str) -> dict[str, Artifact]:
     out: dict[str, Artifact] = {}
     try:
         root = client.download_artifacts(run_id, "", tmp)
-        for d, dirs, files in os.walk(root):
-            dirs.sort()
-            for f in sorted(files):
-                full = os.path.join(d, f)
-                rel = safe_artifact_path(os.path.relpath(full, root).replace(os.sep, "/"))
-                blob, sha256, size = repo.write_blob_file(full)
-                out[rel] = Artifact(rel, size, sha256, "git", blob)
+        # The one artifact walk: a symlink out of the run's artifacts is never followed.
+        w = artwalk.walk(root, artwalk.Limits(0, 0), f"MLflow run {run_id}'s artifacts")
+        for p in w.problems:
+            print(f"gitrun: {p}", file=sys.stderr)
+        for full, rel_path, _ in w.files:
+            rel = safe_artifact_path(rel_path)
+            blob, sha256, size = artwalk.store_file(repo, full, rel_path)
+            out[rel] = Artifact(rel, size, sha256, "git", blob)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
