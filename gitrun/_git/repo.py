@@ -117,6 +117,9 @@ class Repo:
         self._reftable: bool | None = None
         self._trees: dict[str, list[tuple[str, str, str]]] = {}
         self._commits: dict[str, bytes] = {}  # commits this process packed
+        # Objects reachable from a ref this process moved (a run's code commit, say): they
+        # cannot be pruned, so missing_objects need not ask git about them again.
+        self.reachable: set[str] = set()
         self._pending: dict[str, tuple[str, bytes]] | None = None  # inside batch()
 
     def __repr__(self) -> str:
@@ -457,7 +460,7 @@ class Repo:
         the rest by one `git cat-file --batch-check`)."""
         todo = []
         for sha in dict.fromkeys(shas):
-            if self._pending is not None and sha in self._pending:
+            if sha in self.reachable or (self._pending is not None and sha in self._pending):
                 continue
             if not os.path.exists(os.path.join(self.common_dir, "objects", sha[:2], sha[2:])):
                 todo.append(sha)

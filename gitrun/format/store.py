@@ -313,11 +313,8 @@ def put_run_dirs(repo: Repo, root: str | None, run_trees: dict[str, str | None])
     return _write_entries(repo, top)
 
 
-def _drop_missing(repo: Repo, rec: RunRecord) -> None:
-    """Leave out what the run points at but the repository lost (an object deleted by
-    `git gc --prune=now` while the run was live, say), naming it in gitrun.problems:
-    a run commit must never point at a missing object (`git fsck`, push and checkout
-    would all reject it)."""
+def _pointed_at(rec: RunRecord) -> dict[str, str]:
+    """The objects a run points at outside its own directory tree: sha -> what it is."""
     wanted: dict[str, str] = {}
     if rec.code.get("commit"):
         wanted[rec.code["commit"]] = "its code commit"
@@ -328,6 +325,15 @@ def _drop_missing(repo: Repo, rec: RunRecord) -> None:
     for a in rec.artifacts.values():
         if a.storage == "git" and a.blob:
             wanted.setdefault(a.blob, f"artifact '{a.path}'")
+    return wanted
+
+
+def _drop_missing(repo: Repo, rec: RunRecord) -> None:
+    """Leave out what the run points at but the repository lost (an object deleted by
+    `git gc --prune=now` while the run was live, say), naming it in gitrun.problems:
+    a run commit must never point at a missing object (`git fsck`, push and checkout
+    would all reject it)."""
+    wanted = _pointed_at(rec)
     missing = set(repo.missing_objects(wanted))
     if not missing:
         return
@@ -383,6 +389,9 @@ def commit_run(repo: Repo, rec: RunRecord) -> str:
         rec.tree = run_tree
         if repo.cas_ref(RUNS_REF, commit, old, f"gitrun: record {rec.run_id}"):
             _good_tips.add(commit)  # written by us: the next run's check costs nothing
+            # Reachable from the runs ref now (append-only): the next run on the same code
+            # and environment asks git nothing about them.
+            repo.reachable.update(_pointed_at(rec))
             return commit
         time.sleep(min(0.001 * (attempt + 1), 0.05))
     raise GitrunError(
