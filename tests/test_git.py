@@ -36,7 +36,7 @@ def test_write_pack_names_pack_by_its_checksum(repo):
     blobs = {}
     for data in (b"a", b"b", b"c"):
         header = f"blob {len(data)}\0".encode()
-        blobs[r._hash(header, data)] = ("blob", data)
+        blobs[r.hash_object(header, data)] = ("blob", data)
     packdir = repo / ".git/objects/pack"
     name = write_pack(str(packdir), blobs)
     body = (packdir / f"{name}.pack").read_bytes()

@@ -36,7 +36,7 @@ def git_in(cwd: Path, stdin: str, *args: str) -> str:
 
 
 def object_id(r: Repo, kind: str, data: bytes) -> str:
-    return r._hash(f"{kind} {len(data)}\0".encode(), data)
+    return r.hash_object(f"{kind} {len(data)}\0".encode(), data)
 
 
 # -- objects.py: packs and loose objects ------------------------------------------

@@ -249,6 +249,10 @@ class Repo:
         return os.path.join(self.common_dir, "gitrun")
 
     # -- config (read directly; spawning `git config` costs ~2 ms) ----------
+    def forget_config(self) -> None:
+        """Read the configuration again on the next lookup (after writing it)."""
+        self._config = None
+
     def config(self, key: str) -> str | None:
         """The value git would give for `key` (last one wins); None when unset.
 
@@ -283,7 +287,8 @@ class Repo:
         return name, email or "gitrun@localhost"
 
     # -- objects ---------------------------------------------------------
-    def _hash(self, header: bytes, data: bytes) -> str:
+    def hash_object(self, header: bytes, data: bytes) -> str:
+        """The object id of `header + data` in this repository's hash (sha1 or sha256)."""
         h = hashlib.sha256() if self.object_format == "sha256" else hashlib.sha1()
         h.update(header)
         h.update(data)
@@ -291,7 +296,7 @@ class Repo:
 
     def write_object(self, kind: str, data: bytes) -> str:
         header = f"{kind} {len(data)}\0".encode()
-        sha = self._hash(header, data)
+        sha = self.hash_object(header, data)
         d = os.path.join(self.common_dir, "objects", sha[:2])
         path = os.path.join(d, sha[2:])
         if self._pending is not None:

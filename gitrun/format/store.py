@@ -572,7 +572,7 @@ def bucket_runs(repo: Repo, b: str, tree: str) -> dict[str, str] | None:
     try:
         entries = repo.read_tree(tree)
     except GitError:
-        _warn_once(
+        warn_once(
             f"{RUNS_DIR}/{b}",
             f"leaving out the runs in {RUNS_DIR}/{b}/: its tree {tree[:12]} is missing from "
             f"this repository; {_restore_hint()}.",
@@ -588,7 +588,7 @@ def bucket_runs(repo: Repo, b: str, tree: str) -> dict[str, str] | None:
 
 
 def _bad_entry(path: str) -> None:
-    _warn_once(
+    warn_once(
         f"{RUNS_DIR}/{path}",
         f"leaving out {RUNS_DIR}/{_shown(path)} on {RUNS_REF}: gitrun keeps runs only in "
         f"{RUNS_DIR}/<2 hex>/<32 lowercase hex run id>/, so it was damaged or not written "
@@ -656,7 +656,7 @@ def list_runs_dir(
 
 def _format_blob_id(repo: Repo) -> str:
     """The id of the gitrun.yaml this gitrun writes: known good without reading it."""
-    return repo._hash(f"blob {len(_FORMAT_DATA)}\0".encode(), _FORMAT_DATA)
+    return repo.hash_object(f"blob {len(_FORMAT_DATA)}\0".encode(), _FORMAT_DATA)
 
 
 def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:
@@ -689,7 +689,7 @@ DEFAULT_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, MANIFEST_FILE)
 _warned: set[str] = set()
 
 
-def _warn_once(key: str, message: str) -> None:
+def warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         print(f"gitrun: warning: {message}", file=sys.stderr)
@@ -699,7 +699,7 @@ def _skip(rid: str, error: CorruptRecordError, skip_corrupt: bool) -> None:
     """One damaged run must not hide all the others: warn once, leave it out."""
     if not skip_corrupt:
         raise error
-    _warn_once(rid, f"leaving out run {_shown(rid[:8])}: {error}")
+    warn_once(rid, f"leaving out run {_shown(rid[:8])}: {error}")
 
 
 def _corrupt(rid: str, what: str) -> CorruptRecordError:
@@ -724,7 +724,7 @@ def read_records(
     # 1. the run directory trees, 2. the wanted blobs in them.
     blob_of: dict[str, dict[str, str]] = {}
     tree_ids = [(rid, t) for rid, t in run_trees.items() if _check_id(rid, skip_corrupt)]
-    for (rid, _t), (_sha, kind, data) in zip(tree_ids, _read_many(repo, [t for _, t in tree_ids])):
+    for (rid, _t), (_sha, kind, data) in zip(tree_ids, read_many(repo, [t for _, t in tree_ids])):
         if kind != "tree":
             error = missing_run_error(rid) if kind == "missing" else _corrupt(rid, f"is a {kind}")
             _skip(rid, error, skip_corrupt)
@@ -739,7 +739,7 @@ def read_records(
             if n in entries:
                 blob_of[rid]["@" + n] = entries[n]
     needed = sorted({s for d in blob_of.values() for n, s in d.items() if not n.startswith("@")})
-    content = {sha: (kind, data) for sha, kind, data in _read_many(repo, needed)}
+    content = {sha: (kind, data) for sha, kind, data in read_many(repo, needed)}
     out: dict[str, RunRecord] = {}
     for rid, names in blob_of.items():
         if RUN_FILE not in names:
@@ -807,7 +807,7 @@ def _parse_tree(repo: Repo, data: bytes) -> list[tuple[str, str, str]]:
     return parse_tree(data, 32 if repo.object_format == "sha256" else 20)
 
 
-def _read_many(repo: Repo, shas: list[str]) -> Iterable[tuple[str, str, bytes]]:
+def read_many(repo: Repo, shas: list[str]) -> Iterable[tuple[str, str, bytes]]:
     """(id, kind, data) for each of `shas`, kind "missing" for an object the repository
     does not have.  Loose objects are read in-process; the rest stream through cat-file."""
     missing = []

@@ -256,7 +256,7 @@ def _read_runs(
         else:
             need[run_id] = names
     shas = sorted({sha for names in need.values() for sha in names.values()})
-    content = {sha: data for sha, kind, data in store._read_many(repo, shas) if kind == "blob"}
+    content = {sha: data for sha, kind, data in store.read_many(repo, shas) if kind == "blob"}
     for run_id, names in need.items():
         texts = {}
         try:
@@ -548,7 +548,7 @@ def _unwritable(e: BaseException) -> bool:
 def _without_index(path: str, e: BaseException) -> None:
     """Say once per process that the index is left aside (reads still answer)."""
     reason = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
-    store._warn_once(
+    store.warn_once(
         "search index",
         f"cannot use the search index {path} ({reason}); answering from history without "
         "it, which is slower.",

@@ -251,7 +251,7 @@ def code_commit(rec: RunRecord, repo: Repo) -> str:
     return commit
 
 
-def _warn_large(rec: RunRecord) -> list[str]:
+def large_artifact_warnings(rec: RunRecord) -> list[str]:
     return [
         f"{x.get('path')} ({x.get('size')} bytes, sha256 {str(x.get('sha256'))[:12]})"
         for x in (rec.code or {}).get("large_untracked") or []
@@ -421,7 +421,7 @@ def _worktree(
         branch=branch,
         written=written,
         unchanged=len(planned) - written,
-        not_captured=_warn_large(rec),
+        not_captured=large_artifact_warnings(rec),
         unavailable=unreadable(rec),
     )
 
@@ -493,6 +493,6 @@ def _in_place(
         stash=stashed,
         written=written,
         unchanged=len(planned) - written,
-        not_captured=_warn_large(rec),
+        not_captured=large_artifact_warnings(rec),
         unavailable=unreadable(rec),
     )

@@ -227,7 +227,7 @@ def rerun(
             "was given (recorded by an older gitrun); only params.yaml and .gitrun.yaml, "
             "which come with the code, apply to the rerun"
         )
-    for big in checkout._warn_large(rec):
+    for big in checkout.large_artifact_warnings(rec):
         result.notes.append(f"not in the code snapshot (too large when recorded): {big}")
     if env_diffs and not quiet:
         print(

@@ -452,7 +452,7 @@ def auto_push_enabled(repo: Repo) -> bool:
 
 def set_auto_push(repo: Repo, on: bool) -> None:
     repo.git("config", "--local", AUTOPUSH_KEY, "true" if on else "false")
-    repo._config = None
+    repo.forget_config()
 
 
 def maybe_auto_push(repo: Repo, quiet: bool = False) -> None:
