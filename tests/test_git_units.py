@@ -297,7 +297,7 @@ def test_cat_file_reads_packed_objects_and_reports_missing(repo):
     git(repo, "gc", "-q")
     blob = git(repo, "rev-parse", "HEAD:train.py").strip()
     assert r.read_object(blob) == ("blob", b"print('training')\n")
-    cat = CatFile(r)
+    cat = CatFile(r.common_dir)
     try:
         absent = "0" * 40
         got = list(cat.read_many([blob, absent, blob]))

@@ -6,23 +6,19 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from ..errors import GitError
 from .run import git_env
-
-if TYPE_CHECKING:
-    from .repo import Repo
 
 
 class CatFile:
     """A long-lived `git cat-file --batch` for objects that are not loose (packed)."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, common_dir: str) -> None:
         self._proc = subprocess.Popen(
             ["git", "cat-file", "--batch"],
-            cwd=repo.common_dir,
-            env=git_env({"GIT_DIR": repo.common_dir}),
+            cwd=common_dir,
+            env=git_env({"GIT_DIR": common_dir}),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # a missing/corrupt object is reported by gitrun

@@ -424,7 +424,7 @@ class Repo:
         # A helper closed at interpreter exit is started again for an atexit handler
         # that still reads (a run ended at exit, rebuilding on a tip that moved).
         if self._cat is None or self._cat.closed:
-            self._cat = CatFile(self)
+            self._cat = CatFile(self.common_dir)
         return self._cat
 
     def read_tree(self, sha: str) -> list[tuple[str, str, str]]:
