@@ -872,16 +872,23 @@ def merge_roots(repo: Repo, ours: str | None, theirs: str | None) -> str:
     top_o, top_t = _entries(repo, ours), _entries(repo, theirs)
     check_format(repo, top_t)
     runs_o = _entries(repo, top_o.get(RUNS_DIR, ("", None))[1])
-    runs_t = _entries(repo, top_t.get(RUNS_DIR, ("", None))[1])
-    for b, (_mode, tsha) in runs_t.items():
+    # Their side may be a teammate's (or anyone's) push: only what is laid out as gitrun
+    # writes it joins ours; anything else is left out with a warning, never copied.
+    runs_t = run_buckets(repo, top_t[RUNS_DIR][1]) if RUNS_DIR in top_t else {}
+    for b, tsha in runs_t.items():
+        if runs_o.get(b, ("", None))[1] == tsha:
+            continue
+        et = bucket_runs(repo, b, tsha)
+        if et is None:
+            continue
         if b not in runs_o:
-            runs_o[b] = (TREE_MODE, tsha)
+            runs_o[b] = (
+                TREE_MODE,
+                _write_entries(repo, {r: (TREE_MODE, t) for r, t in et.items()}),
+            )
             continue
-        osha = runs_o[b][1]
-        if osha == tsha:
-            continue
-        eo, et = _entries(repo, osha), _entries(repo, tsha)
-        for rid, (_m, rt) in et.items():
+        eo = _entries(repo, runs_o[b][1])
+        for rid, rt in et.items():
             if rid not in eo:
                 eo[rid] = (TREE_MODE, rt)
             elif eo[rid][1] != rt:
