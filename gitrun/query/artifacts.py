@@ -68,12 +68,14 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
     """
     arts, parent = _selected(rec, path)
     dst = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="gitrun-artifacts-")
-    for a in arts:
+    for a in arts:  # all checked before anything is written
         if a.storage != "git" or not a.blob:
             raise GitrunError(
                 f"Artifact '{a.path}' of run {rec.run_id} is kept in storage '{a.storage}', "
-                "which this gitrun cannot read; upgrade gitrun."
+                "which this gitrun cannot read; upgrade gitrun, or download the other "
+                "artifacts by their own paths."
             )
+    for a in arts:
         # A path from history (maybe someone else's): the rule checkout applies, and a
         # write that follows no symlink below dst.
         check_history_path(a.path)
