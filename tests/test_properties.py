@@ -477,7 +477,6 @@ def test_models_dot_git_is_refused_at_log_time_and_writes_nothing(repo, tmp_path
 ODD_BUT_FINE = [
     "a\\b.txt",
     "ckpt:12.pt",
-    ".gitmodules",
     ".gitx/y",
     "git~10",
     "sp ace/ lead and trail ",
@@ -736,3 +735,15 @@ def test_odd_values_round_trip_in_a_fresh_process(repo):
     assert {k: got_tags[k] for k in values} == values
     p = run_cli("show", run.info.run_id)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize(
+    "path", [".gitmodules", "a/.gitmodules/b.txt", "x/.GitModules.", "gitmod~1"]
+)
+def test_gitmodules_is_refused_at_log_time(repo, path):
+    """Found by the property test above: an artifact directory named `.gitmodules` made
+    `git fsck` fail (gitmodulesBlob), so a remote with receive.fsckObjects would refuse the
+    runs ref; a file of that name is parsed by fsck as submodule config."""
+    with gitrun.start_run():
+        with pytest.raises(InvalidInputError, match="reserved"):
+            gitrun.log_text("x", path)

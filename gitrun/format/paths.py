@@ -45,11 +45,18 @@ _HFS_IGNORED = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
 _DRIVE = re.compile(r"[A-Za-z]:")
 
 
+# git's fsck checks every tree entry it takes for `.gitmodules` (is_ntfs_dotgitmodules /
+# is_hfs_dotgitmodules): a directory of that name is an error (gitmodulesBlob), and a file
+# is parsed as submodule config (gitmodulesUrl and friends), so a remote with
+# receive.fsckObjects could refuse the runs ref.  Artifacts never take the name.
+_NTFS_DOTGITMODULES = re.compile(r"(?:\.gitmodules|gitmod~\d+|gi7eba~\d+)[. ]*(?::|$)", re.I | re.A)
+
+
 def _is_dotgit(name: str) -> bool:
-    if _NTFS_DOTGIT.match(name):
+    if _NTFS_DOTGIT.match(name) or _NTFS_DOTGITMODULES.match(name):
         return True
     folded = _HFS_IGNORED.sub("", name)
-    return folded.isascii() and folded.lower() == ".git"
+    return folded.isascii() and folded.lower() in (".git", ".gitmodules")
 
 
 def _show(path: object) -> str:
@@ -84,7 +91,10 @@ def path_problem(rel: str) -> str | None:
             if name in ("", "."):
                 return f"its component {part!r} has an empty or '.' part between backslashes"
             if _is_dotgit(name):
-                return f"its component {part!r} is reserved (git reads it as '.git' and refuses it)"
+                return (
+                    f"its component {part!r} is reserved (git reads it as '.git' or "
+                    "'.gitmodules' and checks or refuses it)"
+                )
     return None
 
 
