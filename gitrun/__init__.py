@@ -92,14 +92,20 @@ _LAZY = {
     "search_runs": ("gitrun.tracking.search", "search_runs"),
     "MlflowClient": ("gitrun.tracking.client", "MlflowClient"),
 }
-_LAZY_MODULES = ("sklearn", "pyfunc", "query", "entities")
+# MLflow's submodules, each a real module (gitrun/<name>.py): `from gitrun.models import ...`.
+_LAZY_MODULES = (
+    "sklearn",
+    "pyfunc",
+    "query",
+    "entities",
+    "models",
+    "artifacts",
+    "types",
+    "exceptions",
+    "client",
+)
 # MLflow module names that are gitrun modules under another name.
-_ALIASES = {
-    "exceptions": "gitrun.errors",
-    "models": "gitrun.mlflow.mlmodel",
-    "client": "gitrun.tracking.client",
-    "artifacts": "gitrun.query.artifacts",
-}
+_ALIASES: dict[str, str] = {}
 
 
 def __getattr__(name: str) -> Any:

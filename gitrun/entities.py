@@ -1,12 +1,59 @@
-"""`gitrun.entities` as MLflow programs import it; the code lives in
-`gitrun.format.entities`.
+"""`gitrun.entities` as MLflow programs import it (`from mlflow.entities import ...`).
 
-The module replaces itself with that one, so `import gitrun.entities` and attribute access give
-the very same module object.
+The classes live in `gitrun.format.entities`; ViewType (search) and FileInfo (artifacts)
+come from the query layer and load on first use.
 """
 
-import sys
+from __future__ import annotations
 
-from .format import entities as _impl
+from typing import TYPE_CHECKING, Any
 
-sys.modules[__name__] = _impl
+from .format.entities import (
+    Experiment,
+    ExperimentTag,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    SourceType,
+)
+
+if TYPE_CHECKING:
+    from .query import ViewType
+    from .query.artifacts import FileInfo
+
+__all__ = [
+    "Experiment",
+    "ExperimentTag",
+    "FileInfo",
+    "LifecycleStage",
+    "Metric",
+    "Param",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunStatus",
+    "RunTag",
+    "SourceType",
+    "ViewType",
+]
+
+_LAZY = {"ViewType": "gitrun.query", "FileInfo": "gitrun.query.artifacts"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gitrun.entities' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

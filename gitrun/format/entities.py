@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..errors import InvalidInputError
+
 
 class _Plain:
     """Equality and repr over __slots__, like a dataclass."""
@@ -276,3 +278,110 @@ class RunRecord(_Plain):
             lifecycle_stage=self.lifecycle_stage,
         )
         return Run(info, RunData(dict(self.metrics), dict(self.params), dict(self.tags)))
+
+
+class ExperimentTag(_KeyValue):
+    """An experiment's tag (key, value), as mlflow.entities.ExperimentTag."""
+
+
+class RunStatus:
+    """MLflow's RunStatus: the numbers MLflow's API uses; RunInfo.status holds the name."""
+
+    RUNNING = 1
+    SCHEDULED = 2
+    FINISHED = 3
+    FAILED = 4
+    KILLED = 5
+    _NAMES = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+    _TERMINATED = frozenset({3, 4, 5})
+
+    @staticmethod
+    def from_string(status_str: str) -> int:
+        for number, name in RunStatus._NAMES.items():
+            if name == status_str:
+                return number
+        raise InvalidInputError(
+            f"Could not get run status corresponding to string {status_str}. Valid run "
+            f"status strings: {list(RunStatus._NAMES.values())}"
+        )
+
+    @staticmethod
+    def to_string(status: int) -> str:
+        if status not in RunStatus._NAMES:
+            raise InvalidInputError(
+                f"Could not get string corresponding to run status {status}. Valid run "
+                f"statuses: {list(RunStatus._NAMES)}"
+            )
+        return RunStatus._NAMES[status]
+
+    @staticmethod
+    def is_terminated(status: int) -> bool:
+        return status in RunStatus._TERMINATED
+
+    @staticmethod
+    def all_status() -> list[int]:
+        return list(RunStatus._NAMES)
+
+
+class LifecycleStage:
+    """MLflow's LifecycleStage: a run is active or deleted (a tombstone in gitrun)."""
+
+    ACTIVE = "active"
+    DELETED = "deleted"
+    _VALID = frozenset({ACTIVE, DELETED})
+
+    @classmethod
+    def view_type_to_stages(cls, view_type: int = 3) -> list[str]:
+        # ViewType: 1 ACTIVE_ONLY, 2 DELETED_ONLY, 3 ALL (gitrun.query.ViewType)
+        stages = []
+        if view_type in (1, 3):
+            stages.append(cls.ACTIVE)
+        if view_type in (2, 3):
+            stages.append(cls.DELETED)
+        return stages
+
+    @classmethod
+    def is_valid(cls, lifecycle_stage: str) -> bool:
+        return lifecycle_stage in cls._VALID
+
+    @classmethod
+    def matches_view_type(cls, view_type: int, lifecycle_stage: str) -> bool:
+        if not cls.is_valid(lifecycle_stage):
+            raise InvalidInputError(f"Invalid lifecycle stage '{lifecycle_stage}'")
+        if view_type == 3:
+            return True
+        if view_type == 1:
+            return lifecycle_stage == cls.ACTIVE
+        if view_type == 2:
+            return lifecycle_stage == cls.DELETED
+        raise InvalidInputError(f"Invalid view type '{view_type}'")
+
+
+class SourceType:
+    """MLflow's SourceType (the kind of program that made a run)."""
+
+    NOTEBOOK = 1
+    JOB = 2
+    PROJECT = 3
+    LOCAL = 4
+    UNKNOWN = 5
+    SOURCETYPE_TO_STRING = {1: "NOTEBOOK", 2: "JOB", 3: "PROJECT", 4: "LOCAL", 5: "UNKNOWN"}
+    _STRING_TO_SOURCETYPE = {v: k for k, v in SOURCETYPE_TO_STRING.items()}
+
+    @staticmethod
+    def from_string(status_str: str) -> int:
+        if status_str not in SourceType._STRING_TO_SOURCETYPE:
+            raise InvalidInputError(
+                f"Could not get run status corresponding to string {status_str}. Valid run "
+                f"status strings: {list(SourceType._STRING_TO_SOURCETYPE)}"
+            )
+        return SourceType._STRING_TO_SOURCETYPE[status_str]
+
+    @staticmethod
+    def to_string(status: int) -> str:
+        if status not in SourceType.SOURCETYPE_TO_STRING:
+            raise InvalidInputError(
+                f"Could not get string corresponding to run status {status}. Valid run "
+                f"statuses: {list(SourceType.SOURCETYPE_TO_STRING)}"
+            )
+        return SourceType.SOURCETYPE_TO_STRING[status]

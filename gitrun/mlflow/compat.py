@@ -11,13 +11,6 @@ from typing import Any, Callable, NoReturn
 # NotImplementedError when called (hasattr() stays True, calling is never a silent no-op).
 NOT_IMPLEMENTED: dict[str, str] = {
     "autolog": "call the flavor's autolog, e.g. gitrun.sklearn.autolog()",
-    "register_model": (
-        "gitrun has no model registry; refer to models by run as runs:/<run_id>/<path>"
-    ),
-    "set_registry_uri": "gitrun has no model registry; use runs:/<run_id>/<path> URIs",
-    "get_registry_uri": "gitrun has no model registry; use runs:/<run_id>/<path> URIs",
-    "search_registered_models": "gitrun has no model registry; use gitrun.search_runs",
-    "search_model_versions": "gitrun has no model registry; use gitrun.search_runs",
     "log_input": "log the dataset's name and digest with gitrun.log_params or gitrun.set_tag",
     "log_inputs": "log the dataset's name and digest with gitrun.log_params or gitrun.set_tag",
     "log_outputs": "log outputs with gitrun.log_artifact or gitrun.log_dict",
@@ -99,6 +92,20 @@ def search_experiments(*args: Any, **kwargs: Any) -> list[Any]:
     return _client().search_experiments(*args, **kwargs)  # type: ignore[no-any-return]
 
 
+def register_model(model_uri: str, name: str, *args: Any, **kwargs: Any) -> Any:
+    from ..tracking import register_model as register
+
+    return register(model_uri, name, *args, **kwargs)
+
+
+def search_registered_models(*args: Any, **kwargs: Any) -> list[Any]:
+    return _client().search_registered_models(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def search_model_versions(*args: Any, **kwargs: Any) -> list[Any]:
+    return _client().search_model_versions(*args, **kwargs)  # type: ignore[no-any-return]
+
+
 # Names module-level MLflow code uses that live here (gitrun.__getattr__ serves them).
 from ..tracking.uri import get_tracking_uri, is_tracking_uri_set, set_tracking_uri  # noqa: E402
 
@@ -108,4 +115,47 @@ EXTRA = {
     "is_tracking_uri_set": is_tracking_uri_set,
     "delete_run": delete_run,
     "search_experiments": search_experiments,
+    # the model registry is the repository's refs/gitrun/models: its URI is the tracking URI
+    "register_model": register_model,
+    "search_registered_models": search_registered_models,
+    "search_model_versions": search_model_versions,
+    "set_registry_uri": set_tracking_uri,
+    "get_registry_uri": get_tracking_uri,
+}
+
+# ---------------------------------------------------------------------------
+# MLflow submodules gitrun implements: `import gitrun.X` and `from gitrun.X import name`
+# work for each name listed (docs/mlflow.md; tests/test_mlflow_imports.py walks this table).
+# ---------------------------------------------------------------------------
+SUBMODULES: dict[str, tuple[str, ...]] = {
+    "entities": (
+        "Experiment",
+        "ExperimentTag",
+        "FileInfo",
+        "LifecycleStage",
+        "Metric",
+        "Param",
+        "Run",
+        "RunData",
+        "RunInfo",
+        "RunStatus",
+        "RunTag",
+        "SourceType",
+        "ViewType",
+    ),
+    "models": (
+        "Model",
+        "ModelInputExample",
+        "ModelSignature",
+        "get_model_info",
+        "infer_signature",
+        "set_signature",
+    ),
+    "models.signature": ("ModelSignature", "infer_signature", "set_signature"),
+    "types": ("ColSpec", "DataType", "ParamSchema", "ParamSpec", "Schema", "TensorSpec"),
+    "artifacts": ("download_artifacts", "list_artifacts", "load_dict", "load_image", "load_text"),
+    "exceptions": ("MlflowException",),
+    "client": ("MlflowClient",),
+    "sklearn": ("autolog", "load_model", "log_model", "save_model"),
+    "pyfunc": ("load_model",),
 }

@@ -34,10 +34,37 @@ class ModelInfo:
     utc_time_created: str
     mlflow_version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    registered_model_version: int | None = None  # set when log_model registered it
+    saved_input_example_info: dict[str, Any] | None = None
+    signature_dict: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
         return self.artifact_path
+
+    @property
+    def signature(self) -> Any:
+        """The model's ModelSignature (None when it was saved without one)."""
+        if not self.signature_dict:
+            return None
+        from .signature import ModelSignature
+
+        return ModelSignature.from_dict(self.signature_dict)
+
+    @classmethod
+    def from_mlmodel(cls, doc: dict[str, Any], model_uri: str) -> ModelInfo:
+        return cls(
+            artifact_path=doc.get("artifact_path") or "",
+            flavors=doc["flavors"],
+            model_uri=model_uri,
+            model_uuid=doc.get("model_uuid") or "",
+            run_id=doc.get("run_id"),
+            utc_time_created=str(doc.get("utc_time_created") or ""),
+            mlflow_version=doc.get("mlflow_version"),
+            metadata=doc.get("metadata") or {},
+            saved_input_example_info=doc.get("saved_input_example_info"),
+            signature_dict=doc.get("signature"),
+        )
 
 
 def _version(dist: str) -> str | None:
@@ -83,9 +110,15 @@ def write_mlmodel(
     flavors: dict[str, Any],
     run_id: str | None = None,
     artifact_path: str | None = None,
+    signature: dict[str, Any] | None = None,
+    saved_input_example_info: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from ..format import yamlio
+    """Write the MLmodel file, keys sorted as MLflow writes them; returns its contents.
 
+    `signature` is ModelSignature.to_dict() (the `signature:` block MLflow writes), and
+    `saved_input_example_info` the entry for the input_example.json beside it.
+    """
     doc: dict[str, Any] = {}
     if artifact_path is not None:
         doc["artifact_path"] = artifact_path
@@ -98,9 +131,25 @@ def write_mlmodel(
     if run_id:
         doc["run_id"] = run_id
     doc["utc_time_created"] = str(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None))
+    if metadata:
+        doc["metadata"] = metadata
+    if saved_input_example_info:
+        doc["saved_input_example_info"] = saved_input_example_info
+    if signature:
+        doc["signature"] = signature
+        doc["is_signature_from_type_hint"] = False
+        doc["type_hint_from_example"] = False
+    doc = dict(sorted(doc.items()))
+    write_doc(path, doc)
+    return doc
+
+
+def write_doc(path: str, doc: dict[str, Any]) -> None:
+    """(Re)write the MLmodel file of the model directory `path`."""
+    from ..format import yamlio
+
     with open(os.path.join(path, MLMODEL_FILE), "w", encoding="utf-8") as f:
         yamlio.dump(doc, f)
-    return doc
 
 
 def read_mlmodel(path: str) -> dict[str, Any]:
