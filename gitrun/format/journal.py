@@ -306,6 +306,8 @@ def read(path: str, run_id: str | None = None) -> Replay:
         rec.exit_code = end.get("exit_code") if isinstance(end.get("exit_code"), int) else None
         rec.end_time = end.get("end_time") if isinstance(end.get("end_time"), int) else None
     rec.updated_time = rec.end_time or last_ts
+    if isinstance(end.get("updated_time"), int):  # an explicit (earlier) end_time was given
+        rec.updated_time = max(rec.updated_time or 0, end["updated_time"])
     if not end:
         rec.end_time = None
     out.record = rec

@@ -7,8 +7,12 @@
     comparison := identifier op value
                 | identifier ["NOT"] ("LIKE" | "ILIKE") string
                 | identifier ["NOT"] "IN" "(" value ("," value)* ")"
+                | identifier "IS" ["NOT"] "NULL"          (params and tags, as MLflow)
     identifier := [type "."] key        type: metric(s), param(s)/parameter(s), tag(s),
-                                              attribute(s)/attr/run, dataset(s)
+                                              attribute(s)/attr/run, dataset(s);
+                                        the type may be in backticks (`metric`.acc), the
+                                        key in backticks or quotes; a whole identifier in
+                                        backticks or double quotes is an attribute
     order_by   := identifier ["ASC" | "DESC"]
 
 MLflow's part is AND-joined comparisons; OR, NOT, parentheses, IN on params and tags,
@@ -43,14 +47,24 @@ TYPE_ALIASES = {
 }
 STRING_ATTRS = ("run_id", "run_name", "status", "artifact_uri", "user_id")
 NUMERIC_ATTRS = ("start_time", "end_time")
-ATTR_ALIASES = {"created": "start_time", "run_uuid": "run_id"}
+# MLflow's alternate attribute names (SearchUtils: exactly these spellings), and gitrun's
+# run_uuid (MLflow's old name of run_id).
+ATTR_ALIASES = {
+    "created": "start_time",
+    "Created": "start_time",
+    "run name": "run_name",
+    "Run name": "run_name",
+    "Run Name": "run_name",
+    "run_uuid": "run_id",
+}
 DATASET_KEYS = ("name", "digest", "context")
-# order_by may also use these (MLflow sorts by them; they are not filterable there).
+# order_by may also use these (a gitrun extension: MLflow refuses them).
 ORDER_ONLY_ATTRS = ("experiment_id",)
 
 NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE")
-KEYWORDS = ("AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "ASC", "DESC")
+NULL_OPS = ("IS NULL", "IS NOT NULL")  # whether a param or tag is absent / present
+KEYWORDS = ("AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "ASC", "DESC")
 # Limits that keep a hostile filter from reaching Python's recursion limit or SQLite's
 # expression-depth limit (1000); real filters are far below them.
 MAX_DEPTH = 20  # nested parentheses and NOTs (SQLite's own parser overflows near 30)
@@ -92,9 +106,9 @@ class Ident(_Frozen):
 class Compare(_Frozen):
     __slots__ = ("ident", "op", "value")
 
-    def __init__(self, ident: Ident, op: str, value: Value | tuple[Value, ...]) -> None:
+    def __init__(self, ident: Ident, op: str, value: Value | tuple[Value, ...] | None) -> None:
         self.ident = ident
-        self.op = op  # one of NUMERIC_OPS, STRING_OPS, "IN", "NOT IN"
+        self.op = op  # one of NUMERIC_OPS, STRING_OPS, NULL_OPS (value None), "IN", "NOT IN"
         self.value = value
 
 
@@ -145,6 +159,7 @@ class Token(_Frozen):
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_.])")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/\-]*")
+_KEY = re.compile(r"[A-Za-z0-9_.:/\-]+")  # an unquoted key after a backticked type
 _OPS = ("!=", "<>", ">=", "<=", "==", "=", ">", "<")
 
 
@@ -193,6 +208,16 @@ def tokenize(text: str) -> list[Token]:
             continue
         if c == "`":
             value, j = _quoted(text, i)
+            if j < n and text[j] == ".":
+                # `metrics`.acc / `tags`.`my key`: a type prefix in backticks (as MLflow).
+                if j + 1 < n and text[j + 1] in "`'\"":
+                    key, k = _quoted(text, j + 1)
+                else:
+                    m = _KEY.match(text, j + 1)
+                    key, k = (m.group(), m.end()) if m else ("", j + 1)
+                toks.append(Token("ident", text[i:k], value + ".\0" + key, i))
+                i = k
+                continue
             toks.append(Token("ident", text[i:j], value, i))
             i = j
             continue
@@ -236,7 +261,9 @@ def make_ident(tok: Token, for_order: bool = False) -> Ident:
     if tok.kind == "ident" and "\0" in tok.value:
         prefix, key = tok.value.split("\0", 1)
         return _typed(prefix[:-1], key, tok, for_order)
-    if tok.kind == "ident":  # a whole identifier in backticks: an attribute name
+    if tok.kind == "ident" or _dquoted(tok):
+        # a whole identifier in backticks or double quotes: an attribute name (MLflow's
+        # `Run name`, "created"); single quotes make a string, never an identifier.
         return _attr(tok.value, tok, for_order)
     if tok.kind != "word":
         raise FilterError(
@@ -281,6 +308,10 @@ def _attr(name: str, tok: Token, for_order: bool) -> Ident:
             "with metrics., params. or tags.)."
         )
     return Ident(ATTR, key, tok.pos)
+
+
+def _dquoted(tok: Token) -> bool:
+    return tok.kind == "string" and tok.text.startswith('"')
 
 
 def _show(tok: Token) -> str:
@@ -368,11 +399,13 @@ class _Parser:
                 f"Invalid filter: it has more than {MAX_TERMS} comparisons (at position "
                 f"{tok.pos}); use IN (...) for lists of values or split the search."
             )
-        if tok.kind not in ("word", "ident") or (
+        if not (tok.kind in ("word", "ident") or _dquoted(tok)) or (
             tok.kind == "word" and tok.value.upper() in KEYWORDS
         ):
             raise self.fail(tok, "a comparison such as metrics.acc > 0.9")
         ident = make_ident(self.next())
+        if self.is_kw("IS"):
+            return self.null_test(ident)
         negate = False
         if self.is_kw("NOT") and (
             self.is_kw("IN", 1) or self.is_kw("LIKE", 1) or self.is_kw("ILIKE", 1)
@@ -398,6 +431,17 @@ class _Parser:
         else:
             value = self.value(ident, op, optok)
         return check(Compare(ident, op, value), optok, self.text)
+
+    def null_test(self, ident: Ident) -> Compare:
+        optok = self.next()  # IS
+        op = "IS NULL"
+        if self.is_kw("NOT"):
+            self.next()
+            op = "IS NOT NULL"
+        if not self.is_kw("NULL"):
+            raise self.fail(self.tok, f"NULL after {ident_text(ident)} {op[:-5]}")
+        self.next()
+        return check(Compare(ident, op, None), optok, self.text)
 
     def value(self, ident: Ident, op: str, optok: Token) -> Value:
         tok = self.next()
@@ -444,6 +488,13 @@ def check(c: Compare, optok: Token, text: str) -> Compare:
     """Which comparators and value types each kind of identifier accepts."""
     kind, key, op, value = c.ident.kind, c.ident.key, c.op, c.value
     where = f"'{optok.text}' at position {optok.pos}"
+    if op in NULL_OPS:
+        if kind not in (PARAM, TAG):
+            raise FilterError(
+                f"Invalid filter: {op} at position {optok.pos} applies only to params and "
+                f"tags (as in MLflow), not to {ident_text(c.ident)}."
+            )
+        return c
     numeric = kind == METRIC or (kind == ATTR and key in NUMERIC_ATTRS)
     if numeric:
         if op not in NUMERIC_OPS:
@@ -495,7 +546,7 @@ def parse_order_by(items: list[str] | tuple[str, ...] | None) -> list[OrderItem]
     for item in items or ():
         p = _Parser(item)
         tok = p.tok
-        if tok.kind not in ("word", "ident"):
+        if tok.kind not in ("word", "ident") and not _dquoted(tok):
             raise FilterError(
                 f"Invalid order_by {item!r}: expected an identifier such as metrics.acc at "
                 f"position {tok.pos}, found {_show(tok)}."

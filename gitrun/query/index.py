@@ -723,6 +723,9 @@ class _Compiler:
             return f"EXISTS (SELECT 1 FROM metrics m WHERE m.rid = r.rid AND m.key = ? AND {test})"
         table = _KIND_TABLE[kind]
         self.params.append(key)
+        if op in F.NULL_OPS:  # MLflow's IS [NOT] NULL: the param or tag is absent / present
+            have = f"EXISTS (SELECT 1 FROM {table} x WHERE x.rid = r.rid AND x.key = ?)"
+            return have if op == "IS NOT NULL" else f"(NOT {have})"
         if isinstance(value, float):
             if math.isnan(value):
                 test = "x.num IS NOT NULL" if op == "!=" else "0"

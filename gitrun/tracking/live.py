@@ -16,6 +16,7 @@ from .._git import Repo
 from ..errors import GitrunError, InvalidInputError, ParamChangedError, RunNotFoundError
 from ..format import journal, layout
 from ..format.entities import RunRecord
+from ..format.textfmt import has_control
 from .validation import (
     check_experiment_name,
     check_run_name,
@@ -135,15 +136,24 @@ class LiveRun:
         self.journal.write(journal.json_line("a", a))
 
     # -- ending -----------------------------------------------------------
-    def end(self, status: str = "FINISHED", exit_code: int | None = None) -> RunRecord | None:
+    def end(
+        self, status: str = "FINISHED", exit_code: int | None = None, end_time: int | None = None
+    ) -> RunRecord | None:
+        """Commit the run; `end_time` (ms, MLflow's set_terminated) is recorded as given,
+        else now.  `updated_time` stays the real time of this change (it decides which
+        version of a run wins when histories are joined)."""
         if self.ended:
             return None
         self.ended = True
         if not self.owner:
             self.journal.close()
             return None
-        end_time = int(time.time() * 1000)
-        end = {"status": status, "end_time": end_time, "exit_code": exit_code}
+        now = int(time.time() * 1000)
+        explicit = bool(end_time)
+        end_time = end_time or now
+        end: dict[str, Any] = {"status": status, "end_time": end_time, "exit_code": exit_code}
+        if explicit:
+            end["updated_time"] = now  # read back by journal.read (recovery)
         try:
             self.journal.write(journal.json_line("e", end))
         except GitrunError:
@@ -158,6 +168,7 @@ class LiveRun:
         rec.status = status
         rec.exit_code = exit_code
         rec.end_time = rec.end_time or end_time
+        rec.updated_time = max(rec.updated_time or 0, now)
         journal.finish(self.repo, self.live_dir, rec)
         self.journal.close()
         if rec.env_blob:
@@ -179,8 +190,15 @@ def new_run(
     source_name: str | None = None,
     quiet: bool = False,
     max_untracked: int | None = None,
+    start_time: int | None = None,
+    user: str | None = None,
 ) -> LiveRun:
-    """Create and journal a new run owned by this process (code and env captured now)."""
+    """Create and journal a new run owned by this process (code and env captured now).
+
+    `start_time` (ms) is recorded as given (MLflow's create_run), else now.  `user` is the
+    run's user_id as given (MLflow's create_run: the `mlflow.user` tag, else "unknown"),
+    and then no `mlflow.user` tag is added; None: this login, tagged `mlflow.user` (as
+    MLflow's start_run)."""
     from ..capture import codestate, envinfo
     from ..capture import settings as config
     from ..format import store
@@ -188,6 +206,11 @@ def new_run(
     store.check_runs_ref(repo, for_writing=True)
     if run_name is not None:  # checked before anything is written
         check_run_name(run_name)
+    if user is not None and has_control(user):  # the journal header would be unreadable
+        raise InvalidInputError(
+            f"Invalid user {user!r} (tag mlflow.user): use a name without newlines, tabs or "
+            "other control characters."
+        )
     check_experiment_name(experiment)
     journal.recover(repo, quiet=quiet)
     run_id = new_run_id()
@@ -196,7 +219,8 @@ def new_run(
     code = codestate.capture(repo, run_id, max_untracked, quiet=quiet)
     env = envinfo.capture(layout.cache_dir(repo))
     env_blob = _env_blob(repo, env)
-    user = _user()
+    system_user = user is None
+    user = _user() if user is None else user
     name = run_name or _generated_name(run_id)
     source = source_name or os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "python")
     header = {
@@ -204,7 +228,7 @@ def new_run(
         "run_id": run_id,
         "run_name": name,
         "experiment": experiment,
-        "start_time": int(time.time() * 1000),
+        "start_time": start_time or int(time.time() * 1000),
         "user": user,
         "host": os.uname().nodename if hasattr(os, "uname") else "",
         "source_name": source,
@@ -225,12 +249,11 @@ def new_run(
     )
     rec = RunRecord(run_id=run_id, run_name=name, experiment=experiment)
     live = LiveRun(repo, run_id, live_dir, jrnl, True, rec)
-    system = {
-        "mlflow.runName": name,
-        "mlflow.user": user,
-        "mlflow.source.name": source,
-        "mlflow.source.type": "LOCAL",
-    }
+    system = {"mlflow.runName": name}
+    if system_user:
+        system["mlflow.user"] = user
+    system["mlflow.source.name"] = source
+    system["mlflow.source.type"] = "LOCAL"
     if code.get("head"):
         system["mlflow.source.git.commit"] = code["head"]
     if code.get("branch"):
