@@ -439,9 +439,11 @@ def test_autolog_pipeline_and_search_log_once(repo, sk):
     pipe = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression(max_iter=200))])
     pipe.fit(X, y)
     GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.1, 1.0]}, cv=2).fit(X, y)
-    runs = store.list_run_trees(Repo.discover())
-    assert len(runs) == 2  # one per top-level fit, none for steps or CV folds
-    recs = [_committed(i) for i in runs]
+    every = [_committed(i) for i in store.list_run_trees(Repo.discover())]
+    recs = [r for r in every if "mlflow.parentRunId" not in r.tags]
+    children = [r for r in every if "mlflow.parentRunId" in r.tags]
+    assert len(recs) == 2  # one per top-level fit, none for steps or CV folds
+    assert len(children) == 2  # MLflow's child run per search candidate (not per fold)
     by = {r.tags["estimator_name"]: r for r in recs}
     assert set(by) == {"Pipeline", "GridSearchCV"}
     assert by["Pipeline"].params["lr__max_iter"] == "200"
@@ -495,9 +497,11 @@ def test_log_model_save_model_load_model(repo, sk, tmp_path):
     assert sk.load_model(str(tmp_path / "saved")).predict([[4.0]])[0] == pytest.approx(9.0)
     with pytest.raises(gitrun.GitrunError, match="not empty"):
         sk.save_model(est, str(tmp_path / "saved"))
-    with pytest.raises(NotImplementedError, match="registry"):
-        with gitrun.start_run():
-            sk.log_model(est, name="m", registered_model_name="prod")
+    with gitrun.start_run():  # the registry is refs/gitrun/models (tests/test_registry.py)
+        reg_info = sk.log_model(est, name="m", registered_model_name="prod")
+    assert reg_info.registered_model_version == 1
+    with pytest.raises(gitrun.GitrunError, match="cannot contain"):
+        sk.log_model(est, name="m", registered_model_name="a/b")
 
 
 def test_gitrun_sklearn_without_sklearn_says_how_to_install(tmp_path):
@@ -594,7 +598,7 @@ def test_unimplemented_mlflow_names_raise_with_alternative(repo):
     import gitrun as mlflow
 
     for name, alt in [
-        ("register_model", "runs:/"),
+        ("log_table", "log_dict"),
         ("autolog", "sklearn.autolog"),
         ("log_input", "log_params"),
         ("evaluate", "log_metrics"),

@@ -84,6 +84,9 @@ def save_model(
             "gitrun.sklearn.save_model does not copy code_paths; the run's code commit "
             "already holds the exact code (gitrun checkout <run>)."
         )
+    from . import signature as sigs
+
+    example = sigs.InputExample(input_example) if input_example is not None else None
     path = mlmodel.prepare_dir(path)
     with open(os.path.join(path, MODEL_FILE), "wb") as f:
         if fmt == SERIALIZATION_CLOUDPICKLE:
@@ -113,14 +116,23 @@ def save_model(
             "sklearn_version": sklearn.__version__,
         },
     }
-    doc = mlmodel.write_mlmodel(path, flavors, run_id=_run_id, artifact_path=_artifact_path)
-    if metadata:
-        from ..format import yamlio
-
-        doc["metadata"] = metadata
-        with open(os.path.join(path, mlmodel.MLMODEL_FILE), "w", encoding="utf-8") as fh:
-            yamlio.dump(doc, fh)
-    return doc
+    # As MLflow: an input example without a signature gives the signature inferred from
+    # the example and the model's prediction on it; signature=False gives none.
+    if example is not None:
+        example.save(path)
+    if signature is None and example is not None:
+        sig = sigs.signature_from_example(example, getattr(sk_model, pyfunc_predict_fn))
+    else:
+        sig = sigs.as_signature(signature)
+    return mlmodel.write_mlmodel(
+        path,
+        flavors,
+        run_id=_run_id,
+        artifact_path=_artifact_path,
+        signature=sig.to_dict() if sig else None,
+        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        metadata=metadata,
+    )
 
 
 def log_model(
@@ -140,8 +152,12 @@ def log_model(
     name: str | None = None,
     **_: Any,
 ) -> mlmodel.ModelInfo:
-    """Log the model as artifacts of the active run (started if none) under `name`."""
-    _no_registry(registered_model_name)
+    """Log the model as artifacts of the active run (started if none) under `name`;
+    with registered_model_name, also a new version of that registered model."""
+    if registered_model_name is not None:
+        from ..format.registry import check_model_name
+
+        check_model_name(registered_model_name)  # refused before anything is logged
     dest = tracking.safe_artifact_path(name or artifact_path or "model")
     live = tracking.live_run()
     tmp = tempfile.mkdtemp(prefix="gitrun-model-")
@@ -155,6 +171,8 @@ def log_model(
             extra_pip_requirements=extra_pip_requirements,
             pyfunc_predict_fn=pyfunc_predict_fn,
             metadata=metadata,
+            signature=signature,
+            input_example=input_example,
             _run_id=live.run_id,
             _artifact_path=dest,
         )
@@ -164,16 +182,12 @@ def log_model(
             live.log_artifact_file(full, f"{dest}/{rel_path}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return mlmodel.ModelInfo(
-        artifact_path=dest,
-        flavors=doc["flavors"],
-        model_uri=f"runs:/{live.run_id}/{dest}",
-        model_uuid=doc["model_uuid"],
-        run_id=live.run_id,
-        utc_time_created=doc["utc_time_created"],
-        mlflow_version=doc.get("mlflow_version"),
-        metadata=metadata or {},
-    )
+    info = mlmodel.ModelInfo.from_mlmodel(doc, f"runs:/{live.run_id}/{dest}")
+    if registered_model_name is not None:
+        info.registered_model_version = tracking.register_model(
+            info.model_uri, registered_model_name
+        ).version
+    return info
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> Any:
@@ -221,6 +235,7 @@ class _Config:
     pos_label: Any = None
     extra_tags: dict[str, Any] | None = None
     silent = False
+    max_tuning_runs: int | None = 5
 
 
 _config = _Config()
@@ -262,7 +277,23 @@ def _estimator_classes() -> list[type]:
             if sub not in seen:
                 seen[sub] = None
                 todo.append(sub)
-    return list(seen)
+    return [c for c in seen if not _excluded(c)]
+
+
+# As MLflow: data preparation steps are not ML algorithms and get no run of their own
+# (inside a Pipeline they are logged as the pipeline's params).
+_EXCLUDED_MODULES = (
+    "sklearn.preprocessing",
+    "sklearn.impute",
+    "sklearn.feature_extraction",
+    "sklearn.feature_selection",
+)
+_EXCLUDED_CLASSES = ("sklearn.compose._column_transformer.ColumnTransformer",)
+
+
+def _excluded(cls: type) -> bool:
+    module = getattr(cls, "__module__", "") or ""
+    return module.startswith(_EXCLUDED_MODULES) or (f"{module}.{cls.__name__}" in _EXCLUDED_CLASSES)
 
 
 def autolog(
@@ -288,6 +319,11 @@ def autolog(
         _patched.clear()
         return
     _no_registry(registered_model_name)
+    if max_tuning_runs is not None and max_tuning_runs < 0:
+        raise InvalidInputError(
+            f"`max_tuning_runs` must be non-negative, instead got {max_tuning_runs}."
+        )
+    _config.max_tuning_runs = max_tuning_runs
     _config.log_models = log_models
     _config.serialization_format = serialization_format
     _config.pos_label = pos_label
@@ -322,7 +358,7 @@ def _fit(estimator: Any, bound: Any, args: tuple[Any, ...], kwargs: dict[str, An
                 tracking.end_run("FAILED")
             raise
         try:
-            _log_fit(estimator, args, kwargs)
+            _log_fit(estimator, args, kwargs, started)
         except Exception as e:  # logging must never break the user's training
             if not _config.silent:
                 warnings.warn(f"gitrun autolog could not log the fit: {e}", stacklevel=3)
@@ -344,10 +380,13 @@ def _warn(msg: str) -> None:
         print(f"gitrun autolog: {msg}", file=sys.stderr)
 
 
-def _log_fit(estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _log_fit(
+    estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], started: bool = False
+) -> None:
     live = tracking.live_run()
-    try:
-        params = estimator.get_params(deep=True)
+    search = _is_search(estimator)
+    try:  # a search's seed estimator is untuned: MLflow logs a search's params shallowly
+        params = estimator.get_params(deep=not search)
     except Exception:
         params = {}
     for k, v in params.items():
@@ -355,26 +394,219 @@ def _log_fit(estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> N
             live.log_param(k, v)
         except Exception as e:
             _warn(f"param '{k}' not logged ({e})")
-    best = getattr(estimator, "best_params_", None)
-    if isinstance(best, dict):  # GridSearchCV, RandomizedSearchCV
+    for k, v in _estimator_tags(estimator).items():
+        live.set_tag(k, v)
+    if started:
+        live.set_tag("mlflow.autologging", FLAVOR_NAME)
+    for k, v in (_config.extra_tags or {}).items():
+        live.set_tag(k, v)
+    if _config.log_models:
+        log_model(estimator, name="model", serialization_format=_config.serialization_format)
+    x, y = _xy(args, kwargs)
+    sample_weight = kwargs.get("sample_weight")
+    for k, v in _training_metrics(estimator, x, y, sample_weight).items():
+        live.log_metric(k, v, 0, None)
+    for name, data in _estimator_artifacts(estimator, x, y, sample_weight).items():
+        live.log_artifact_bytes(data, name)
+    if search:
+        _log_search(live, estimator)
+
+
+def _is_search(estimator: Any) -> bool:
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+
+    return isinstance(estimator, (GridSearchCV, RandomizedSearchCV))
+
+
+def _estimator_tags(estimator: Any) -> dict[str, str]:
+    cls = type(estimator)
+    return {"estimator_name": cls.__name__, "estimator_class": f"{cls.__module__}.{cls.__name__}"}
+
+
+def _log_search(live: Any, search: Any) -> None:
+    """MLflow's shape for GridSearchCV/RandomizedSearchCV: `best_estimator/`, `best_cv_score`,
+    `best_<param>`, one child run per top-ranked candidate, `cv_results.csv`."""
+    best_estimator = getattr(search, "best_estimator_", None)
+    if best_estimator is not None and _config.log_models:
+        log_model(
+            best_estimator, name="best_estimator", serialization_format=_config.serialization_format
+        )
+    if isinstance(getattr(search, "best_score_", None), (int, float)):
+        live.log_metric("best_cv_score", float(search.best_score_), 0, None)
+    best = getattr(search, "best_params_", None)
+    if isinstance(best, dict):
         for k, v in best.items():
             try:
                 live.log_param(f"best_{k}", v)
             except Exception as e:
                 _warn(f"param 'best_{k}' not logged ({e})")
-    cls = type(estimator)
-    live.set_tag("estimator_name", cls.__name__)
-    live.set_tag("estimator_class", f"{cls.__module__}.{cls.__name__}")
-    for k, v in (_config.extra_tags or {}).items():
-        live.set_tag(k, v)
-    x, y = _xy(args, kwargs)
-    metrics = _training_metrics(estimator, x, y, kwargs.get("sample_weight"))
-    if isinstance(getattr(estimator, "best_score_", None), (int, float)):
-        metrics["best_cv_score"] = float(estimator.best_score_)
-    for k, v in metrics.items():
-        live.log_metric(k, v, 0, None)
-    if _config.log_models:
-        log_model(estimator, name="model", serialization_format=_config.serialization_format)
+    results = getattr(search, "cv_results_", None)
+    if not isinstance(results, dict):
+        return
+    try:
+        _log_child_runs(live, search, results)
+    except Exception as e:
+        _warn(f"child runs of the parameter search may be missing ({e})")
+    try:
+        live.log_artifact_bytes(_cv_results_csv(results), "cv_results.csv")
+    except Exception as e:
+        _warn(f"cv_results.csv not logged ({e})")
+
+
+def _log_child_runs(parent: Any, search: Any, results: dict[str, Any]) -> None:
+    import numbers
+
+    n = len(results.get("params", []))
+    rows = list(range(n))
+    if _config.max_tuning_runs is not None:
+        rank = "rank_test_score"
+        if rank not in results:
+            rank = next((k for k in results if "rank_test_" in k), rank)
+            _warn(
+                f"top {_config.max_tuning_runs} child runs are chosen by column '{rank}'; "
+                "max_tuning_runs=None logs every candidate"
+            )
+        rows = sorted(rows, key=lambda i: (results[rank][i], i))[: _config.max_tuning_runs]
+    from ..tracking.client import MlflowClient
+
+    seed = search.estimator
+    base = seed.get_params(deep=not _is_search(seed))
+    tags = {
+        "mlflow.autologging": FLAVOR_NAME,
+        "mlflow.parentRunId": parent.run_id,
+        **_estimator_tags(seed),
+    }
+    active = tracking.active_run()
+    start = active.info.start_time if active is not None else None
+    client = MlflowClient()  # as MLflow: children never become the active/last run
+    for i in rows:
+        child = client.create_run(parent.record.experiment, start_time=start, tags=tags)
+        run_id = child.info.run_id
+        status = "FAILED"
+        try:
+            for k, v in {**base, **results["params"][i]}.items():
+                client.log_param(run_id, k, v)
+            for k, col in results.items():
+                if k.startswith(("param", "split")):
+                    continue
+                v = col[i]
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    client.log_metric(run_id, k, float(v), step=0)
+            status = "FINISHED"
+        finally:
+            client.set_terminated(run_id, status)
+
+
+def _cv_results_csv(results: dict[str, Any]) -> bytes:
+    try:
+        import pandas as pd
+    except ImportError:
+        import csv
+        import io
+
+        import numpy as np
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(list(results))
+        for i in range(len(results.get("params", []))):
+            row = []
+            for col in results.values():
+                v = col[i]
+                row.append("" if v is np.ma.masked else v)
+            w.writerow(row)
+        return buf.getvalue().encode("utf-8")
+    return pd.DataFrame.from_dict(results).to_csv(index=False).encode("utf-8")
+
+
+_HTML = """
+<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8"/>
+  </head>
+  <body>
+    {}
+  </body>
+</html>
+    """
+
+
+def _estimator_artifacts(est: Any, x: Any, y: Any, sample_weight: Any) -> dict[str, bytes]:
+    """MLflow's `training_*.png` plots for classifiers (when matplotlib is installed) and
+    `estimator.html` for every estimator."""
+    from sklearn.base import is_classifier
+
+    out: dict[str, bytes] = {}
+    if is_classifier(est) and x is not None and y is not None:
+        try:
+            out.update(_classifier_plots(est, x, y, sample_weight))
+        except Exception as e:
+            _warn(f"classifier plots not logged ({type(e).__name__}: {e})")
+    try:
+        from sklearn.utils import estimator_html_repr
+
+        out["estimator.html"] = _HTML.format(estimator_html_repr(est)).encode("utf-8")
+    except Exception as e:
+        _warn(f"estimator.html not logged ({e})")
+    return out
+
+
+def _classifier_plots(est: Any, x: Any, y: Any, sample_weight: Any) -> dict[str, bytes]:
+    from sklearn import metrics as skm
+
+    labels = set(y)  # as MLflow: a 2-D y has no plots
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError:  # matplotlib is optional: no plots, as in MLflow
+        return {}
+    import io
+
+    classes = getattr(est, "classes_", None)
+    n_labels = len(classes) if classes is not None else len(labels)
+    plots: list[tuple[str, str, Any, dict[str, Any], dict[str, Any]]] = [
+        (
+            "training_confusion_matrix",
+            "Normalized confusion matrix",
+            skm.ConfusionMatrixDisplay.from_estimator,
+            {"normalize": "true", "cmap": "Blues"},
+            {
+                "font.size": min(8.0, 50.0 / max(n_labels, 1)),
+                "axes.labelsize": 8.0,
+                "figure.dpi": 175,
+            },
+        )
+    ]
+    if len(labels) == 2:
+        plots.append(
+            ("training_roc_curve", "ROC curve", skm.RocCurveDisplay.from_estimator, {}, {})
+        )
+        plots.append(
+            (
+                "training_precision_recall_curve",
+                "Precision recall curve",
+                skm.PrecisionRecallDisplay.from_estimator,
+                {},
+                {},
+            )
+        )
+    out: dict[str, bytes] = {}
+    base: dict[str, Any] = {"savefig.dpi": 175, "figure.autolayout": True, "font.size": 8}
+    for name, title, fn, extra, rc in plots:
+        try:
+            settings: Any = {**base, **rc}
+            with matplotlib.rc_context(settings):
+                fig = Figure(figsize=(6.0, 4.0)) if rc else Figure()
+                ax = fig.subplots(1, 1)
+                fn(est, x, y, sample_weight=sample_weight, ax=ax, **extra)
+                ax.set_title(title)
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png")
+            out[f"{name}.png"] = buf.getvalue()
+        except Exception as e:
+            _warn(f"'{name}.png' not logged ({type(e).__name__}: {e})")
+    return out
 
 
 def _training_metrics(est: Any, x: Any, y: Any, sample_weight: Any) -> dict[str, float]:
@@ -396,13 +628,10 @@ def _training_metrics(est: Any, x: Any, y: Any, sample_weight: Any) -> dict[str,
     sw = {"sample_weight": sample_weight} if sample_weight is not None else {}
     if is_classifier(est) and hasattr(est, "predict"):
         y_pred = est.predict(x)
-        labels = set(_flat(y))
-        binary = len(labels) <= 2 and (
-            _config.pos_label is not None or labels <= {0, 1} or labels <= {-1, 1}
-        )
-        avg: dict[str, Any] = {"average": "binary"} if binary else {"average": "weighted"}
-        if binary and _config.pos_label is not None:
-            avg["pos_label"] = _config.pos_label
+        # as MLflow: weighted averages unless pos_label is given (then binary)
+        avg: dict[str, Any] = {"average": "weighted"}
+        if _config.pos_label is not None:
+            avg = {"average": "binary", "pos_label": _config.pos_label}
         add("training_precision_score", lambda: skm.precision_score(y, y_pred, **avg, **sw))
         add("training_recall_score", lambda: skm.recall_score(y, y_pred, **avg, **sw))
         add("training_f1_score", lambda: skm.f1_score(y, y_pred, **avg, **sw))
@@ -422,7 +651,7 @@ def _training_metrics(est: Any, x: Any, y: Any, sample_weight: Any) -> dict[str,
                     add(
                         "training_roc_auc",
                         lambda: skm.roc_auc_score(
-                            y, proba, multi_class="ovr", labels=classes, **sw
+                            y, proba, average="weighted", multi_class="ovo", labels=classes, **sw
                         ),
                     )
     elif is_regressor(est) and hasattr(est, "predict"):
@@ -437,10 +666,3 @@ def _training_metrics(est: Any, x: Any, y: Any, sample_weight: Any) -> dict[str,
     if hasattr(est, "score"):
         add("training_score", lambda: est.score(x, y, **sw))
     return out
-
-
-def _flat(y: Any) -> list[Any]:
-    import numpy as np
-
-    a = np.asarray(y)
-    return a.ravel().tolist() if a.ndim <= 1 else []
