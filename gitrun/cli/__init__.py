@@ -31,6 +31,7 @@ COMMANDS = {
     "remote-runs": "sync",
     "config": "sync",
     "import-mlflow": "mlflow_import",
+    "models": "models",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -6,6 +6,8 @@ here.  It imports nothing of gitrun's at run time, so any layer may use it.
 Refs (shared ones travel with `git push`/`git fetch`):
     refs/gitrun/runs                   RUNS_REF: the runs history (shared)
     refs/remotes/<remote>/gitrun/runs  remote_runs_ref(): a mirror of a remote's runs ref
+    refs/gitrun/models                 MODELS_REF: the model registry (shared, format/registry.py)
+    refs/remotes/<remote>/gitrun/models remote_models_ref(): a mirror of a remote's registry
     refs/gitrun/live/<run_id>          live_ref(): keeps a live run's objects from `git gc`
     gitrun/<id8>                       checkout_branch(): the branch `gitrun checkout` makes
 
@@ -14,6 +16,12 @@ The tree of RUNS_REF (format version 1):
     runs/<id[:2]>/<id>/                run_dir(): RUN_FILE, PARAMS_FILE, TAGS_FILE,
                                        METRICS_FILE, HISTORY_FILE, MANIFEST_FILE,
                                        ENV_FILE, OUTPUT_FILE, ARTIFACTS_DIR/...
+
+The tree of MODELS_REF (format version 1):
+    gitrun.yaml                        FORMAT_FILE
+    models/<name>/model.yaml           model_dir(): MODEL_FILE, ALIASES_FILE,
+    models/<name>/aliases.yaml                      VERSIONS_DIR/<n>.yaml
+    models/<name>/versions/<n>.yaml
 
 Local, unshared state in <git common dir>/gitrun/ (Repo.gitrun_dir, named in _git):
     live/<run_id>/journal, output.log  live_root(): runs in progress (format/journal.py)
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------
 RUNS_REF = "refs/gitrun/runs"
 REMOTE_RUNS_REF = "refs/remotes/{remote}/gitrun/runs"
+MODELS_REF = "refs/gitrun/models"
+REMOTE_MODELS_REF = "refs/remotes/{remote}/gitrun/models"
 LIVE_REF_PREFIX = "refs/gitrun/live/"
 BRANCH_PREFIX = "gitrun/"
 
@@ -47,6 +57,11 @@ BRANCH_PREFIX = "gitrun/"
 def remote_runs_ref(remote: str) -> str:
     """Where `gitrun pull` mirrors the runs ref of `remote`."""
     return REMOTE_RUNS_REF.format(remote=remote)
+
+
+def remote_models_ref(remote: str) -> str:
+    """Where `gitrun pull` mirrors the model registry ref of `remote`."""
+    return REMOTE_MODELS_REF.format(remote=remote)
 
 
 def live_ref(run_id: str) -> str:
@@ -81,6 +96,24 @@ def bucket(run_id: str) -> str:
 def run_dir(run_id: str) -> str:
     """A run's directory in the tree of RUNS_REF ('/'-separated)."""
     return f"{RUNS_DIR}/{bucket(run_id)}/{run_id}"
+
+
+# ---------------------------------------------------------------------------
+# the tree of MODELS_REF (the model registry)
+# ---------------------------------------------------------------------------
+MODELS_DIR = "models"
+MODEL_FILE = "model.yaml"
+ALIASES_FILE = "aliases.yaml"
+VERSIONS_DIR = "versions"
+
+
+def model_dir(name: str) -> str:
+    """A registered model's directory in the tree of MODELS_REF ('/'-separated)."""
+    return f"{MODELS_DIR}/{name}"
+
+
+def version_file(name: str, version: int) -> str:
+    return f"{MODELS_DIR}/{name}/{VERSIONS_DIR}/{version}.yaml"
 
 
 # ---------------------------------------------------------------------------

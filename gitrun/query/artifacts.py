@@ -68,6 +68,7 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
     """
     arts, parent = _selected(rec, path)
     dst = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="gitrun-artifacts-")
+    todo: list[tuple[Artifact, str]] = []
     for a in arts:  # all checked before anything is written
         if a.storage != "git" or not a.blob:
             raise GitrunError(
@@ -75,13 +76,14 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
                 "which this gitrun cannot read; upgrade gitrun, or download the other "
                 "artifacts by their own paths."
             )
-    for a in arts:
+        todo.append((a, a.blob))
+    for a, blob in todo:
         # A path from history (maybe someone else's): the rule checkout applies, and a
         # write that follows no symlink below dst.
         check_history_path(a.path)
         rel = a.path[len(parent) + 1 :] if parent else a.path
         os.makedirs(dst, exist_ok=True)
-        kind, data = repo.read_object(a.blob)
+        kind, data = repo.read_object(blob)
         if kind != "blob":
             raise GitrunError(f"Artifact '{a.path}' of run {rec.run_id} is damaged in git.")
         write_file(dst, rel, data, 0o666)  # the mode open() gives, less the umask
@@ -101,8 +103,17 @@ def parse_runs_uri(uri: str) -> tuple[str, str]:
     return run_id, path.strip("/")
 
 
+def models_source(uri: str, repo: Repo | None = None) -> str:
+    """The `runs:/` source of a registered version: `models:/<name>/<version>`,
+    `models:/<name>/latest` or `models:/<name>@<alias>` (format/registry.py)."""
+    from ..format import registry
+
+    return registry.resolve_models_uri(repo or Repo.discover(), uri).source
+
+
 def resolve_uri(uri: str, dst_path: str | None = None) -> str:
-    """A local directory or file for a model/artifact URI: runs:/, file:, or a local path."""
+    """A local directory or file for a model/artifact URI: runs:/, models:/, file:, or a
+    local path."""
     from . import resolve as runs
 
     if uri.startswith("runs:"):
@@ -115,10 +126,12 @@ def resolve_uri(uri: str, dst_path: str | None = None) -> str:
         run_id, _, path = rest.partition("/")
         path = path[len("artifacts") :].strip("/") if path.startswith("artifacts") else path
         return resolve_uri(f"runs:/{run_id}/{path}", dst_path)
-    if uri.startswith(("models:", "mlflow-artifacts:", "dbfs:", "s3:", "gs:", "http:", "https:")):
+    if uri.startswith("models:"):
+        return resolve_uri(models_source(uri), dst_path)
+    if uri.startswith(("mlflow-artifacts:", "dbfs:", "s3:", "gs:", "http:", "https:")):
         raise NotImplementedError(
-            f"gitrun cannot load '{uri}': it has no model registry or remote artifact store; "
-            "use runs:/<run_id>/<path> or a local directory."
+            f"gitrun cannot load '{uri}': it has no remote artifact store; "
+            "use runs:/<run_id>/<path>, models:/<name>/<version> or a local directory."
         )
     local = uri[len("file://") :] if uri.startswith("file://") else uri
     if local.startswith("file:"):

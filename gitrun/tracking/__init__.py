@@ -93,6 +93,7 @@ __all__ = [  # the fluent API, and what gitrun's own modules take from here
     "log_text",
     "new_run",
     "new_run_id",
+    "register_model",
     "safe_artifact_path",
     "set_experiment",
     "set_tag",
@@ -226,8 +227,14 @@ def start_run(
             all_tags["mlflow.parentRunId"] = parent
         if description:
             all_tags["mlflow.note.content"] = description
+        # MLflow: an `mlflow.user` tag given here is the run's user_id too.
+        user = all_tags.get("mlflow.user")
         live = new_run(
-            repo, run_name=run_name, experiment=experiment_name(experiment_id), tags=all_tags
+            repo,
+            run_name=run_name,
+            experiment=experiment_name(experiment_id),
+            tags=all_tags,
+            user=None if user is None else str(user),
         )
     if run_id is None and tags and not live.owner:
         for k, v in tags.items():
@@ -486,6 +493,21 @@ def get_run(run_id: str) -> Run:
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
     return _client().get_metric_history(run_id, key)
+
+
+def register_model(
+    model_uri: str,
+    name: str,
+    await_registration_for: Any = None,
+    *,
+    tags: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """MLflow's register_model: a new version of `name` (created when new) for a
+    runs:/<run_id>/<path> model; kept on refs/gitrun/models (tracking/registry.py)."""
+    from . import registry
+
+    return registry.register_model(model_uri, name, await_registration_for, tags=tags)
 
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:

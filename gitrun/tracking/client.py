@@ -76,6 +76,20 @@ def _run_of(live: LiveRun) -> Run:
     return Run(info, RunData(rec.latest_metrics(), dict(rec.params), dict(rec.tags)))
 
 
+def _time_ms(what: str, value: Any) -> int | None:
+    """An explicit run time (ms since 1970) as MLflow records it; None or 0 means now.
+    A float (time.time() * 1000) is cut to whole milliseconds."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not 0 <= value < 2**63:  # NaN fails the comparison too
+        raise InvalidInputError(
+            f"Invalid {what} {value!r}: a run time is a whole number of milliseconds since "
+            "1970, not negative."
+        )
+    return int(value) or None
+
+
 class MlflowClient:
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
         if tracking_uri:
@@ -180,7 +194,17 @@ class MlflowClient:
         run_name: str | None = None,
     ) -> Run:
         check_experiment_name(None if experiment_id is None else str(experiment_id))
-        live = new_run(self.repo, run_name=run_name, experiment=str(experiment_id), tags=tags or {})
+        tags = dict(tags or {})
+        # As MLflow's client: user_id is the `mlflow.user` tag, else "unknown" (no tag added).
+        user = str(tags.get("mlflow.user", "unknown"))
+        live = new_run(
+            self.repo,
+            run_name=run_name,
+            experiment=str(experiment_id),
+            tags=tags,
+            start_time=_time_ms("start_time", start_time),
+            user=user,
+        )
         self._owned[live.run_id] = live
         return _run_of(live)
 
@@ -192,17 +216,19 @@ class MlflowClient:
             raise InvalidInputError(
                 f"Invalid terminal status '{status}'; use one of {', '.join(store.TERMINAL)}."
             )
+        end_ms = _time_ms("end_time", end_time)  # recorded as given (None or 0: now)
         if run_id in self._owned:
-            self._owned.pop(run_id).end(status)
+            self._owned.pop(run_id).end(status, end_time=end_ms)
             return
         active = state.find(run_id)
         if active is not None:
+            active.live.end(status, end_time=end_ms)  # state.end below finds it ended
             state.end(active, status)
             return
 
         def edit(rec: RunRecord) -> None:
             rec.status = status
-            rec.end_time = end_time or store.now_ms()
+            rec.end_time = end_ms or store.now_ms()
 
         self._edit_finished(run_id, edit)
 
@@ -395,6 +421,151 @@ class MlflowClient:
             rec.artifacts[d] = Artifact(d, len(data), hashlib.sha256(data).hexdigest(), "git", blob)
 
         self._edit_finished(run_id, edit)
+
+    # -- model registry (refs/gitrun/models; tracking/registry.py) -------------
+    def create_registered_model(
+        self,
+        name: str,
+        tags: dict[str, Any] | None = None,
+        description: str | None = None,
+        **_: Any,
+    ) -> Any:
+        from . import registry
+
+        return registry.create_registered_model(name, tags, description, repo=self.repo)
+
+    def get_registered_model(self, name: str) -> Any:
+        from . import registry
+
+        return registry.get_registered_model(name, repo=self.repo)
+
+    def search_registered_models(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 100,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        from . import registry
+
+        return PagedList(
+            registry.search_registered_models(filter_string, max_results, order_by, repo=self.repo)
+        )
+
+    def update_registered_model(self, name: str, description: str | None = None, **_: Any) -> Any:
+        from . import registry
+
+        return registry.update_registered_model(name, description, repo=self.repo)
+
+    def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+        from . import registry
+
+        registry.set_registered_model_tag(name, key, value, repo=self.repo)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        from . import registry
+
+        registry.delete_registered_model_tag(name, key, repo=self.repo)
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+        await_creation_for: int = 300,
+        **_: Any,
+    ) -> Any:
+        from . import registry
+
+        return registry.create_model_version(
+            name, source, run_id, tags, run_link, description, repo=self.repo
+        )
+
+    def get_model_version(self, name: str, version: Any) -> Any:
+        from . import registry
+
+        return registry.get_model_version(name, version, repo=self.repo)
+
+    def get_model_version_download_uri(self, name: str, version: Any) -> str:
+        from . import registry
+
+        return registry.get_model_version_download_uri(name, version, repo=self.repo)
+
+    def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[Any]:
+        from . import registry
+
+        return registry.get_latest_versions(name, stages, repo=self.repo)
+
+    def search_model_versions(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 10000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        from . import registry
+
+        return PagedList(
+            registry.search_model_versions(filter_string, max_results, order_by, repo=self.repo)
+        )
+
+    def update_model_version(self, name: str, version: Any, description: str | None = None) -> Any:
+        from . import registry
+
+        return registry.update_model_version(name, version, description, repo=self.repo)
+
+    def set_model_version_tag(
+        self,
+        name: str,
+        version: Any = None,
+        key: str | None = None,
+        value: Any = None,
+        stage: str | None = None,
+    ) -> None:
+        from . import registry
+
+        registry.set_model_version_tag(name, version, key, value, stage, repo=self.repo)
+
+    def delete_model_version_tag(
+        self, name: str, version: Any = None, key: str | None = None, stage: str | None = None
+    ) -> None:
+        from . import registry
+
+        registry.delete_model_version_tag(name, version, key, stage, repo=self.repo)
+
+    def set_registered_model_alias(self, name: str, alias: str, version: Any) -> None:
+        from . import registry
+
+        registry.set_registered_model_alias(name, alias, version, repo=self.repo)
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        from . import registry
+
+        registry.delete_registered_model_alias(name, alias, repo=self.repo)
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+        from . import registry
+
+        return registry.get_model_version_by_alias(name, alias, repo=self.repo)
+
+    def _not_in_registry(self, what: str) -> Any:
+        raise NotImplementedError(
+            f"gitrun does not implement MlflowClient.{what}: the registry is a history that "
+            "travels with push/pull, and removals would not survive a join with a clone that "
+            "still has them; move aliases instead (set_registered_model_alias)."
+        )
+
+    def delete_registered_model(self, name: str) -> None:
+        self._not_in_registry("delete_registered_model")
+
+    def delete_model_version(self, name: str, version: Any) -> None:
+        self._not_in_registry("delete_model_version")
+
+    def rename_registered_model(self, name: str, new_name: str) -> Any:
+        self._not_in_registry("rename_registered_model")
 
     # -- which run a call writes to ------------------------------------------
     def _resolve(self, run_id: str) -> str:

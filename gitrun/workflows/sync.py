@@ -27,8 +27,14 @@ from dataclasses import dataclass
 from .._git import Repo, git_env
 from ..capture import settings as config
 from ..errors import GitrunError, RemoteError
-from ..format import store
-from ..format.layout import FORMAT_FILE, RUNS_REF, remote_runs_ref
+from ..format import registry, store
+from ..format.layout import (
+    FORMAT_FILE,
+    MODELS_REF,
+    RUNS_REF,
+    remote_models_ref,
+    remote_runs_ref,
+)
 
 AUTOPUSH_KEY = "gitrun.autopush"
 DEFAULT_PUSH_ATTEMPTS = 20
@@ -43,12 +49,20 @@ class SyncResult:
     merged: bool = False  # a merge commit joined diverged histories
     remote_has_runs: bool = True
     attempts: int = 1
+    models_arrived: bool = False  # the model registry (refs/gitrun/models) took theirs in
+    models_sent: bool = False  # the remote's model registry took ours
+
+    def _models(self) -> str:
+        what = [
+            w for w, b in (("updated here", self.models_arrived), ("sent", self.models_sent)) if b
+        ]
+        return f" The model registry was {' and '.join(what)}." if what else ""
 
     def pull_summary(self) -> str:
         if not self.remote_has_runs:
             return f"Remote '{self.remote}' has no gitrun runs yet; nothing to pull."
         how = " (merged with local runs)" if self.merged else ""
-        return f"Pulled {_runs(self.arrived)} from '{self.remote}'{how}."
+        return f"Pulled {_runs(self.arrived)} from '{self.remote}'{how}." + self._models()
 
     def push_summary(self) -> str:
         if self.sent:
@@ -59,7 +73,7 @@ class SyncResult:
             text += f"; {_runs(self.arrived)} arrived from it first"
         if self.attempts > 1:
             text += f" (after {self.attempts} attempts, others were pushing too)"
-        return text + "."
+        return text + "." + self._models()
 
 
 def _runs(n: int) -> str:
@@ -232,11 +246,15 @@ def _remote_error(repo: Repo, remote: str, verb: str, stderr: str) -> RemoteErro
 # fetch and join
 # ---------------------------------------------------------------------------
 def fetch(repo: Repo, remote: str, quiet: bool = False, verb: str = "pull") -> str | None:
-    """Mirror the remote's runs ref into refs/remotes/<remote>/gitrun/runs; its tip or None."""
+    """Mirror the remote's runs ref into refs/remotes/<remote>/gitrun/runs; its tip or None.
+
+    The model registry (refs/gitrun/models) comes along into its own mirror when the remote
+    has one (a pattern refspec, so a remote without it is no error)."""
     ref = remote_runs_ref(remote)
     args = ["fetch", "-q" if quiet else "--progress", "--no-tags", "--no-write-fetch-head"]
     # `+` only on the remote-tracking mirror: the local runs ref is never written by fetch.
-    rc, _out, err = _transport(repo, [*args, remote, f"+{RUNS_REF}:{ref}"], quiet)
+    models = f"+{MODELS_REF}*:{remote_models_ref(remote)}*"
+    rc, _out, err = _transport(repo, [*args, remote, f"+{RUNS_REF}:{ref}", models], quiet)
     if rc != 0:
         if "couldn't find remote ref" in err.lower():
             return None
@@ -314,6 +332,38 @@ def join(
     )
 
 
+def join_models(repo: Repo, remote: str) -> bool:
+    """Join the fetched registry mirror into refs/gitrun/models, as `join` does runs
+    (fast-forward, or a merge commit whose tree is `registry.merge_roots`); True when the
+    local registry moved."""
+    theirs = repo.read_ref(remote_models_ref(remote))
+    if theirs is None:
+        return False
+    try:
+        registry.check_tip(repo, theirs)
+    except GitrunError as e:
+        raise RemoteError(f"The model registry on remote '{remote}' cannot be used: {e}") from None
+    for attempt in range(store.MAX_CAS_ATTEMPTS):
+        local = repo.read_ref(MODELS_REF)
+        if local is not None and (local == theirs or is_ancestor(repo, theirs, local)):
+            return False
+        if local is None or is_ancestor(repo, local, theirs):
+            new = theirs
+        else:
+            registry.check_tip(repo, local)
+            tree = registry.merge_roots(
+                repo, store.tip_tree(repo, local), store.tip_tree(repo, theirs)
+            )
+            new = repo.write_commit(tree, [local, theirs], f"gitrun: merge models from {remote}\n")
+        if repo.cas_ref(MODELS_REF, new, local, f"gitrun: pull models from {remote}"):
+            return True
+        time.sleep(min(0.002 * (attempt + 1), 0.05))
+    raise GitrunError(
+        f"Could not update {MODELS_REF} because other gitrun processes kept moving it; "
+        "run gitrun pull again."
+    )
+
+
 def pull(
     repo: Repo, remote: str | None = None, quiet: bool = False, fetch_first: bool = True
 ) -> SyncResult:
@@ -326,7 +376,9 @@ def pull(
     theirs = fetch(repo, name, quiet) if fetch_first else repo.read_ref(remote_runs_ref(name))
     if theirs is None:
         return SyncResult(remote=name, remote_has_runs=False)
-    return join(repo, theirs, name)
+    result = join(repo, theirs, name)
+    result.models_arrived = join_models(repo, name)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -370,19 +422,26 @@ def push(
             joined = join(repo, theirs, name, their_runs)
             total.arrived += joined.arrived
             total.merged = total.merged or joined.merged
+            total.models_arrived = join_models(repo, name) or total.models_arrived
         local = repo.read_ref(RUNS_REF)
         assert local is not None
-        if theirs == local:
+        models = repo.read_ref(MODELS_REF)
+        their_models = repo.read_ref(remote_models_ref(name)) if theirs is not None else None
+        if theirs == local and models == their_models:
             total.sent, total.attempts = 0, attempt
             return total
         # No --no-verify: a pre-push hook (git-lfs) may need to upload what the code commits use.
         args = ["push", "--porcelain", "-q" if quiet else "--progress", name]
-        rc, out, err = _transport(repo, [*args, f"{RUNS_REF}:{RUNS_REF}"], quiet)
+        refspecs = [f"{RUNS_REF}:{RUNS_REF}"] + ([f"{MODELS_REF}:{MODELS_REF}"] if models else [])
+        rc, out, err = _transport(repo, [*args, *refspecs], quiet)
         status = _push_status(out)
         if rc == 0:  # with -q, --porcelain prints no line for a successful ref
             total.sent = len(set(store.list_run_trees(repo, local)) - set(their_runs))
             total.attempts = attempt
             _set_tracking(repo, name, local)
+            if models and models != their_models:
+                total.models_sent = True
+                _set_tracking(repo, name, models, remote_models_ref(name))
             return total
         text = (out + "\n" + err).lower()
         if status == "rejected" or any(k in text for k in _RETRYABLE):
@@ -411,8 +470,8 @@ def _push_status(porcelain: str) -> str:
     return "unknown"
 
 
-def _set_tracking(repo: Repo, remote: str, tip: str) -> None:
-    ref = remote_runs_ref(remote)
+def _set_tracking(repo: Repo, remote: str, tip: str, ref: str | None = None) -> None:
+    ref = ref or remote_runs_ref(remote)
     # Best effort: it is only a mirror, refreshed by the next fetch anyway.
     with contextlib.suppress(GitrunError):
         repo.cas_ref(ref, tip, repo.read_ref(ref), f"gitrun: push to {remote}", wait=0.5)
