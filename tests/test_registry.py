@@ -222,3 +222,36 @@ def test_real_mlflow_loads_the_registered_model(repo, tmp_path):
     assert real[:5] == [1, ours.version, ours.aliases, ours.status, ours.current_stage]
     assert set(dict(ours)) <= set(real[5])
     assert real[6] == gitrun.MlflowClient().get_registered_model("churn").aliases
+
+
+def test_autolog_registers_each_logged_model(repo):
+    """sklearn.autolog(registered_model_name=...) as MLflow: each fit's model a new version."""
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+
+    import gitrun
+
+    gitrun.sklearn.autolog(registered_model_name="auto-churn")
+    try:
+        for c in (0.5, 1.0):
+            LogisticRegression(C=c).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    finally:
+        gitrun.sklearn.autolog(disable=True)
+    versions = gitrun.MlflowClient().search_model_versions("name = 'auto-churn'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    model = gitrun.sklearn.load_model("models:/auto-churn/2")
+    assert model.C == 1.0
+
+
+def test_mlflow_style_imports_of_the_client_and_view_type():
+    from gitrun.entities import ViewType
+    from gitrun.tracking import MlflowClient
+
+    assert MlflowClient is gitrun_client()
+    assert ViewType.to_string(ViewType.ACTIVE_ONLY) == "active_only"  # MLflow's spelling
+
+
+def gitrun_client():
+    from gitrun.tracking.client import MlflowClient
+
+    return MlflowClient

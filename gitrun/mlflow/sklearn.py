@@ -45,14 +45,6 @@ def _default_format() -> str:
     return SERIALIZATION_CLOUDPICKLE
 
 
-def _no_registry(registered_model_name: str | None) -> None:
-    if registered_model_name:
-        raise NotImplementedError(
-            "gitrun has no model registry, so registered_model_name cannot be used; refer to "
-            "the model by its run as runs:/<run_id>/<path> (the model_uri log_model returns)."
-        )
-
-
 def save_model(
     sk_model: Any,
     path: str,
@@ -236,6 +228,7 @@ class _Config:
     extra_tags: dict[str, Any] | None = None
     silent = False
     max_tuning_runs: int | None = 5
+    registered_model_name: str | None = None
 
 
 _config = _Config()
@@ -318,7 +311,10 @@ def autolog(
             setattr(cls, meth, original)
         _patched.clear()
         return
-    _no_registry(registered_model_name)
+    if registered_model_name is not None:
+        from ..format.registry import check_model_name
+
+        check_model_name(registered_model_name)  # refused now, not after the first fit
     if max_tuning_runs is not None and max_tuning_runs < 0:
         raise InvalidInputError(
             f"`max_tuning_runs` must be non-negative, instead got {max_tuning_runs}."
@@ -329,6 +325,7 @@ def autolog(
     _config.pos_label = pos_label
     _config.extra_tags = dict(extra_tags or {})
     _config.silent = silent
+    _config.registered_model_name = registered_model_name
     for cls in _estimator_classes():
         for meth in PATCHED_METHODS:
             if (cls, meth) in _patched:
@@ -401,7 +398,12 @@ def _log_fit(
     for k, v in (_config.extra_tags or {}).items():
         live.set_tag(k, v)
     if _config.log_models:
-        log_model(estimator, name="model", serialization_format=_config.serialization_format)
+        log_model(
+            estimator,
+            name="model",
+            serialization_format=_config.serialization_format,
+            registered_model_name=_config.registered_model_name,  # as MLflow: a new version
+        )
     x, y = _xy(args, kwargs)
     sample_weight = kwargs.get("sample_weight")
     for k, v in _training_metrics(estimator, x, y, sample_weight).items():

@@ -68,4 +68,4 @@ class ViewType:
 
     @classmethod
     def to_string(cls, view_type: int) -> str:
-        return {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}[view_type]
+        return {1: "active_only", 2: "deleted_only", 3: "all"}[view_type]  # as MLflow

@@ -516,3 +516,12 @@ def get_artifact_uri(artifact_path: str | None = None) -> str:
         raise GitrunError("No active run: start one with gitrun.start_run() first.")
     base = run.info.artifact_uri
     return f"{base}/{artifact_path}" if artifact_path else base
+
+
+def __getattr__(name: str) -> Any:
+    # `from mlflow.tracking import MlflowClient`, as MLflow programs write it; loaded on use.
+    if name == "MlflowClient":
+        from .client import MlflowClient
+
+        return MlflowClient
+    raise AttributeError(f"module 'gitrun.tracking' has no attribute '{name}'")
