@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import gitrun
 from gitrun.cli import cli
-from tests.conftest import git
+from tests.conftest import git, run_cli
 
 
 def two_runs(repo):
@@ -76,3 +76,19 @@ def test_diff_workflow_returns_what_json_prints_and_infinities_render(repo):
     res = CliRunner().invoke(cli, ["diff", "a", "b"])  # was an internal error
     assert res.exit_code == 0, res.output
     assert "+inf" in res.output and "same commit" in res.output
+
+
+def test_two_snapshots_of_the_same_work_tree_are_the_same_code(repo):
+    """Each run of a dirty tree gets its own snapshot commit; when their trees are equal the
+    diff says the code is the same instead of showing two commits with "no changes"."""
+    import gitrun
+
+    (repo / "notes.txt").write_text("uncommitted\n")
+    ids = []
+    for _ in range(2):
+        with gitrun.start_run() as run:
+            gitrun.log_metric("m", 1.0)
+        ids.append(run.info.run_id)
+    p = run_cli("diff", ids[0], ids[1], cwd=repo)
+    assert p.returncode == 0, p.stderr
+    assert "same code" in p.stdout and "no changes" not in p.stdout

@@ -255,3 +255,19 @@ def gitrun_client():
     from gitrun.tracking.client import MlflowClient
 
     return MlflowClient
+
+
+def test_loading_a_model_leaves_no_copy_behind(repo, tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    import tempfile
+
+    from sklearn.linear_model import LogisticRegression
+
+    with gitrun.start_run() as run:
+        gitrun.sklearn.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="model")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    gitrun.sklearn.load_model(f"runs:/{run.info.run_id}/model")
+    gitrun.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert list(scratch.iterdir()) == []

@@ -274,16 +274,42 @@ def test_pull_into_a_clone_without_runs_and_plain_git_fetch(team):
     assert set(runs_of(b)) == {ra} and tip(b) == tip(a)
 
 
+def _stderr_on_a_terminal(args, cwd) -> tuple[int, str]:
+    """Run gitrun with its stderr on a pseudo-terminal, as in an interactive shell."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitrun", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=slave
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
 def test_push_progress_and_quiet(team):
     a, _b, remote = team
     record(a, "a")
-    p = run_cli("push", cwd=a)
+    rc, err = _stderr_on_a_terminal(["push"], a)
+    assert rc == 0, err
+    assert "Writing objects" in err and "Pushed 1 run to 'origin'" in err
+    record(a, "to a pipe")
+    p = run_cli("push", cwd=a)  # stderr is a pipe: git's progress stays out, as plain git
     assert p.returncode == 0, p.stderr
-    assert "Writing objects" in p.stderr and "Pushed 1 run to 'origin'" in p.stderr
+    assert "Writing objects" not in p.stderr and "Pushed 1 run to 'origin'" in p.stderr
     record(a, "a again")
     p = run_cli("push", "-q", cwd=a)
     assert p.returncode == 0 and p.stderr == "" and p.stdout == ""
-    assert len(remote_runs(remote)) == 2
+    assert len(remote_runs(remote)) == 3
 
 
 def test_remote_runs_lists_what_we_lack(team):

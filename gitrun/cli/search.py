@@ -263,6 +263,8 @@ def render_diff(result: dict[str, Any]) -> str:
         out.append("\ncode  (a run has no code commit)")
     elif code["a"] == code["b"]:
         out.append(f"\ncode  same commit {code['a'][:12]}")
+    elif code.get("same_tree"):
+        out.append(f"\ncode  same code ({code['a'][:12]} and {code['b'][:12]} hold one tree)")
     else:
         out.append(f"\ncode  {code['a'][:12]} -> {code['b'][:12]}")
         out.append(code["diff"].rstrip("\n") or "  (no changes)")

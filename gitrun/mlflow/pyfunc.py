@@ -44,9 +44,13 @@ class PyFuncModel:
 def load_model(
     model_uri: str, suppress_warnings: bool = False, dst_path: str | None = None, **_: Any
 ) -> PyFuncModel:
+    with artifacts.local_copy(model_uri, dst_path) as local:
+        return _load_from(model_uri, local)
+
+
+def _load_from(model_uri: str, local: str) -> PyFuncModel:
     import importlib
 
-    local = artifacts.resolve_uri(model_uri, dst_path)
     meta = mlmodel.read_mlmodel(local)
     conf = meta["flavors"].get("python_function")
     if conf is None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .._git import Repo
@@ -109,6 +112,20 @@ def models_source(uri: str, repo: Repo | None = None) -> str:
     from ..format import registry
 
     return registry.resolve_models_uri(repo or Repo.discover(), uri).source
+
+
+@contextlib.contextmanager
+def local_copy(uri: str, dst_path: str | None = None) -> Iterator[str]:
+    """resolve_uri for loading a model: without dst_path, the copy goes to a temporary
+    directory that is removed when the block ends (a load leaves nothing behind)."""
+    if dst_path is not None:
+        yield resolve_uri(uri, dst_path)
+        return
+    tmp = tempfile.mkdtemp(prefix="gitrun-model-")
+    try:
+        yield resolve_uri(uri, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_uri(uri: str, dst_path: str | None = None) -> str:

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from .._git import Repo
+from ..errors import GitrunError
 from ..format.entities import RunRecord
 from ..query import resolve as runs
 
@@ -77,7 +78,14 @@ def code_diff(repo: Repo, a: RunRecord, b: RunRecord, patch: bool = False) -> di
     `patch`) between the runs' code commits; "" when either has none or they are equal."""
     ca, cb = a.code.get("commit"), b.code.get("commit")
     text = ""
+    same_tree = False
     if ca and cb and ca != cb:
+        # Two snapshots of the same work tree differ only in their commit message.
+        try:
+            same_tree = repo.read_commit(ca)[0] == repo.read_commit(cb)[0]
+        except GitrunError:
+            same_tree = False
+    if ca and cb and ca != cb and not same_tree:
         args = ["diff", "--no-color", "--no-ext-diff"] + ([] if patch else ["--stat"])
         proc = repo.git(*args, ca, cb, check=False)
         text = (
@@ -85,4 +93,4 @@ def code_diff(repo: Repo, a: RunRecord, b: RunRecord, patch: bool = False) -> di
             if proc.returncode == 0
             else f"(cannot diff code commits {ca[:12]} and {cb[:12]}: not in this repository)"
         )
-    return {"a": ca, "b": cb, "diff": text}
+    return {"a": ca, "b": cb, "diff": text, "same_tree": same_tree}

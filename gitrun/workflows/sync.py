@@ -83,6 +83,13 @@ def _runs(n: int) -> str:
 # ---------------------------------------------------------------------------
 # remotes
 # ---------------------------------------------------------------------------
+def _progress_flag(quiet: bool) -> str:
+    # As plain git: progress on a terminal only, not into a log file or a pipe.
+    if quiet or not sys.stderr.isatty():
+        return "-q"
+    return "--progress"
+
+
 def remotes(repo: Repo) -> list[str]:
     return repo.gitout("remote").split()
 
@@ -251,7 +258,7 @@ def fetch(repo: Repo, remote: str, quiet: bool = False, verb: str = "pull") -> s
     The model registry (refs/gitrun/models) comes along into its own mirror when the remote
     has one (a pattern refspec, so a remote without it is no error)."""
     ref = remote_runs_ref(remote)
-    args = ["fetch", "-q" if quiet else "--progress", "--no-tags", "--no-write-fetch-head"]
+    args = ["fetch", _progress_flag(quiet), "--no-tags", "--no-write-fetch-head"]
     # `+` only on the remote-tracking mirror: the local runs ref is never written by fetch.
     models = f"+{MODELS_REF}*:{remote_models_ref(remote)}*"
     rc, _out, err = _transport(repo, [*args, remote, f"+{RUNS_REF}:{ref}", models], quiet)
@@ -431,7 +438,7 @@ def push(
             total.sent, total.attempts = 0, attempt
             return total
         # No --no-verify: a pre-push hook (git-lfs) may need to upload what the code commits use.
-        args = ["push", "--porcelain", "-q" if quiet else "--progress", name]
+        args = ["push", "--porcelain", _progress_flag(quiet), name]
         refspecs = [f"{RUNS_REF}:{RUNS_REF}"] + ([f"{MODELS_REF}:{MODELS_REF}"] if models else [])
         rc, out, err = _transport(repo, [*args, *refspecs], quiet)
         status = _push_status(out)
