@@ -353,3 +353,18 @@ def test_concurrent_index_updates(repo):
     outs = [p.communicate()[0].strip() for p in procs]
     assert outs == ["60"] * 4
     git(repo, "status")  # the repository is untouched and fine
+
+
+def test_a_misspelled_key_is_named_with_the_key_meant(repo):
+    """A typo matches nothing and sorts nothing, silently, unless gitrun says so."""
+    import gitrun
+
+    with gitrun.start_run():
+        gitrun.log_metric("f1_score", 0.9)
+        gitrun.log_param("lr", 0.1)
+    p = run_cli("search", "metrics.f1_scor > 0.5", "--order-by", "params.lrr DESC", cwd=repo)
+    assert p.returncode == 0
+    assert "no run has metric 'f1_scor' (did you mean metrics.f1_score?)" in p.stderr
+    assert "no run has param 'lrr' (did you mean params.lr?)" in p.stderr
+    p = run_cli("search", "metrics.f1_score.min > 0.5 and params.lr > 0", cwd=repo)
+    assert p.returncode == 0 and p.stderr == "", p.stderr

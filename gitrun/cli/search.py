@@ -159,6 +159,7 @@ def search(
         warnings.simplefilter("ignore")
         exps = resolve_experiments(r, None, list(experiments) or None, all_experiments)
     lifecycles = {"active": ("active",), "deleted": ("deleted",), "all": None}[view]
+    warn_unknown_keys(r, filter_string, order_by)
     rows = []
     if exps != []:
         rows = do_search(
@@ -269,3 +270,23 @@ def render_diff(result: dict[str, Any]) -> str:
         out.append(f"\ncode  {code['a'][:12]} -> {code['b'][:12]}")
         out.append(code["diff"].rstrip("\n") or "  (no changes)")
     return "\n".join(out)
+
+
+def warn_unknown_keys(r: Any, filter_string: str | None, order_by: tuple[str, ...]) -> None:
+    """A typo in a key matches nothing and sorts nothing, silently: say so, with the key
+    meant (one line each on stderr; the search still runs, as MLflow's would)."""
+    import difflib
+
+    from ..query import filter as F
+    from ..query.index import unknown_keys
+
+    table = {F.METRIC: "metrics", F.PARAM: "params", F.TAG: "tags"}
+    idents = F.idents(F.parse_filter(filter_string))
+    idents += [o.ident for o in F.parse_order_by(list(order_by))]
+    asked = list(dict.fromkeys((table[i.kind], i.key) for i in idents if i.kind in table))
+    if not asked:
+        return
+    for (t, key), keys in unknown_keys(r, asked).items():
+        hint = difflib.get_close_matches(key, keys, n=1)
+        meant = f" (did you mean {t}.{hint[0]}?)" if hint else ""
+        click.echo(f"gitrun: warning: no run has {t[:-1]} '{key}'{meant}", err=True)

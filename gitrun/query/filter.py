@@ -564,3 +564,16 @@ def parse_order_by(items: list[str] | tuple[str, ...] | None) -> list[OrderItem]
             raise FilterError(f"Invalid order_by {item!r}: runs cannot be ordered by datasets.")
         out.append(OrderItem(ident, ascending))
     return out
+
+
+def idents(node: Node | None) -> list[Ident]:
+    """Every identifier a parsed filter compares, in order."""
+    if node is None:
+        return []
+    if isinstance(node, Compare):
+        return [node.ident]
+    if isinstance(node, (And, Or)):
+        return [i for part in node.items for i in idents(part)]
+    if isinstance(node, Not):
+        return idents(node.item)
+    return []

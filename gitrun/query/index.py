@@ -1062,3 +1062,29 @@ def experiment_names(repo: Repo, progress: Progress | None = None) -> list[str]:
         ],
         progress,
     )
+
+
+def unknown_keys(
+    repo: Repo, asked: list[tuple[str, str]], progress: Progress | None = None
+) -> dict[tuple[str, str], list[str]]:
+    """Of the asked (table, key) pairs ("metrics"/"params"/"tags"), those no run has, each
+    with every key its table does have (for a did-you-mean).  A metric `k.min`/`k.max` is
+    known when `k` is.  One indexed lookup per key; the key lists only when one is missing."""
+
+    def has(conn: sqlite3.Connection, table: str, key: str) -> bool:
+        sql = f"SELECT 1 FROM {table} WHERE key = ? LIMIT 1"  # table: one of three names
+        return conn.execute(sql, (key,)).fetchone() is not None
+
+    def ask(conn: sqlite3.Connection) -> dict[tuple[str, str], list[str]]:
+        out: dict[tuple[str, str], list[str]] = {}
+        for table, key in asked:
+            base, dot, agg = key.rpartition(".")
+            if has(conn, table, key) or (
+                table == "metrics" and dot and agg in ("min", "max") and has(conn, table, base)
+            ):
+                continue
+            sql = f"SELECT DISTINCT key FROM {table} ORDER BY key"
+            out[(table, key)] = [k for (k,) in conn.execute(sql)]
+        return out
+
+    return _query(repo, True, ask, progress)
