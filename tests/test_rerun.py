@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -267,3 +268,24 @@ def test_record_with_cwd_resolves_paths_there(repo, capfd):
     assert rec.cwd == "sub" and rec.params == {"depth": "3"} and rec.metrics == {"acc": 0.5}
     assert list(rec.artifacts) == ["out.txt"]
     assert not (repo / "out.txt").exists() and not (repo / "m.json").exists()
+
+
+def test_each_rerun_gets_a_name_of_its_own(repo):
+    (repo / "det.py").write_text("print('ok')\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "det")
+    assert run_cli("record", "-q", "-n", "base", "--", "python", "det.py", cwd=repo).returncode == 0
+    for _ in range(2):
+        p = run_cli("rerun", "-q", "base", cwd=repo)
+        assert p.returncode == 0, p.stderr
+    p = run_cli("ls", "--format", "json", cwd=repo)
+    names = sorted(r["run_name"] for r in json.loads(p.stdout))
+    assert names == ["base", "base-rerun", "base-rerun-2"]
+    assert run_cli("show", "base-rerun-2", cwd=repo).returncode == 0
+
+
+def test_ls_in_a_fresh_clone_points_at_pull(tmp_path, bare_remote):
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(bare_remote), str(clone))
+    p = run_cli("ls", cwd=clone)
+    assert p.returncode == 0 and "gitrun pull origin" in p.stderr

@@ -167,7 +167,13 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
         click.echo(render(cols + [f"metrics.{m}" for m in metric_cols], rows, fmt))
         return
     if not recs:
-        click.echo("No runs yet. Record one with: gitrun record -- python train.py", err=True)
+        hint = ""
+        remotes = r.gitout("remote", check=False).split()
+        if remotes:  # a fresh clone: the team's runs are one pull away
+            hint = f", or fetch your team's with: gitrun pull {remotes[0]}"
+        click.echo(
+            f"No runs yet. Record one with: gitrun record -- python train.py{hint}", err=True
+        )
         return
     cols = ["run", "name", "experiment", "status", "started", "duration"] + metric_cols
     click.echo(render(cols, _ls_rows(recs, metric_cols), fmt))

@@ -5,7 +5,8 @@ afterwards unless `keep`); `in_place` runs in the current work tree, which must 
 hold the run's code (after `gitrun checkout RUN`).  The command runs in the recorded
 directory under `gitrun.record.record`, so the rerun is itself a run — recorded on the
 same refs/gitrun/runs (a worktree shares the repository's refs and objects), named
-`<name>-rerun`, in the same experiment, tagged `gitrun.rerun_of=<original id>`.
+`<name>-rerun` (`-rerun-2`, ... when taken), in the same experiment, tagged
+`gitrun.rerun_of=<original id>`.
 
 What is repeated: the recorded argv, in the recorded working directory, with what was
 given to the original `gitrun record` (`-p` params, `--params-file`, `--metrics-file`,
@@ -317,6 +318,19 @@ def _stats(root: str, base: list[str], rec: RunRecord) -> dict[str, tuple[int, i
     return out
 
 
+def _rerun_name(repo: Repo, name: str) -> str:
+    """`<name>-rerun`, then `-rerun-2`, ...: each rerun gets a name of its own, so it can be
+    shown by name."""
+    from ..query.index import run_names
+
+    taken = set(run_names(repo).values())
+    candidate, n = f"{name}-rerun", 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-rerun-{n}"
+    return candidate
+
+
 def _record_in(
     repo: Repo, root: str, base: list[str], rec: RunRecord, options: dict[str, Any], quiet: bool
 ) -> RunRecord:
@@ -330,7 +344,7 @@ def _record_in(
         )
     opts = RecordOptions(
         command=list(rec.command),
-        name=f"{rec.run_name}-rerun" if rec.run_name else None,
+        name=_rerun_name(repo, rec.run_name) if rec.run_name else None,
         experiment=rec.experiment,
         params=dict(options.get("params") or {}),
         tags={RERUN_TAG: rec.run_id},
