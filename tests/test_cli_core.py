@@ -162,3 +162,12 @@ def test_a_corrupted_record_is_left_out_with_one_warning(repo):
     p = run_cli("show", rid[:8], cwd=repo)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "is malformed" in p.stderr.splitlines()[-1]
+
+
+def test_a_table_wider_than_the_terminal_names_the_columns_it_leaves_out():
+    from gitrun.cli.render import table
+
+    out = table(["run", "name", "metric_one", "metric_two"], [["a1", "n", 1, 2]], max_width=24)
+    first, *_, last = out.splitlines()
+    assert first.split() == ["run", "name", "metric_one"]  # whole columns, none cut mid-word
+    assert "metric_two" in last and "more column" in last

@@ -68,16 +68,26 @@ def table(
         return v if len(v) <= w else v[: w - 1] + "…"
 
     numeric = [all(_is_num(r[i]) for r in rows if r[i] is not None) for i in range(len(columns))]
+    # Whole columns that fit the terminal; the rest are named below, never cut mid-word.
+    keep, used = 0, -2
+    while keep < len(columns) and (keep == 0 or used + 2 + widths[keep] <= limit):
+        used += 2 + widths[keep]
+        keep += 1
     lines = []
     for r in [list(columns)] + text:
         parts = []
-        for i, v in enumerate(r):
+        for i, v in enumerate(r[:keep]):
             v = clip(v, widths[i])
             parts.append(
                 v.rjust(widths[i]) if numeric[i] and r is not columns else v.ljust(widths[i])
             )
-        line = "  ".join(parts).rstrip()
-        lines.append(line[:limit] if len(line) > limit else line)
+        lines.append("  ".join(parts).rstrip())
+    if keep < len(columns):
+        hidden = list(columns[keep:])
+        lines.append(
+            f"(+{len(hidden)} more column(s) that do not fit: {', '.join(hidden)}; "
+            "use a wider terminal or --format csv)"
+        )
     return "\n".join(lines)
 
 
