@@ -171,3 +171,8 @@ def test_a_table_wider_than_the_terminal_names_the_columns_it_leaves_out():
     first, *_, last = out.splitlines()
     assert first.split() == ["run", "name", "metric_one"]  # whole columns, none cut mid-word
     assert "metric_two" in last and "more column" in last
+
+
+def test_a_mistyped_command_gets_the_command_meant(repo):
+    p = run_cli("serch", "metrics.a > 1", cwd=repo)
+    assert p.returncode == 2 and "Did you mean 'search'?" in p.stderr

@@ -45,6 +45,22 @@ class GitrunGroup(click.Group):
             importlib.import_module(f"{__name__}.{COMMANDS[cmd_name]}")
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            import difflib
+
+            name = args[0] if args else ""
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            if close and name and self.get_command(ctx, name) is None:
+                raise click.UsageError(
+                    f"No such command '{name}'. Did you mean '{close[0]}'?", ctx
+                ) from None
+            raise e
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
