@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
         log_dict,
         log_figure,
         log_image,
+        log_input,
         log_metric,
         log_metrics,
         log_param,
@@ -71,6 +72,7 @@ __all__ = [
     "log_dict",
     "log_figure",
     "log_image",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -103,6 +105,7 @@ _LAZY_MODULES = (
     "types",
     "exceptions",
     "client",
+    "data",
 )
 # MLflow module names that are gitrun modules under another name.
 _ALIASES: dict[str, str] = {}

@@ -223,6 +223,7 @@ _SQL_WORDS = {
     *"runs metrics params tags r m x rid key value num is_nan vmin vmax".split(),
     *"run_id run_name status artifact_uri user_id start_time end_time".split(),
     *"experiment lifecycle".split(),
+    *"inputs i path kind digest context".split(),  # the inputs table (inputs.*, datasets.*)
 }
 _SQL_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+|\?|!=|<=|>=|[=<>(),.*]|\S")
 

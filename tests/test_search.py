@@ -105,7 +105,9 @@ def test_index_rebuilt_when_missing_or_corrupt(repo):
     conn.close()
     assert [x.run_id for x in search(r, "metrics.f1 > 0.2")] == expected
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == "1"
+    assert conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0] == str(
+        index.SCHEMA_VERSION
+    )
 
 
 def test_incremental_update_reads_only_new_runs(repo, monkeypatch):

@@ -32,6 +32,7 @@ COMMANDS = {
     "config": "sync",
     "import-mlflow": "mlflow_import",
     "models": "models",
+    "lineage": "lineage",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -97,15 +97,22 @@ def checkout(run, branch, stash, worktree, artifacts_only, force_branch):
     is_flag=True,
     help="Only list how this environment differs from the recorded one (exit 1 when it differs).",
 )
+@click.option(
+    "--allow-changed-inputs",
+    is_flag=True,
+    help="Rerun even when an input's content changed (recorded as tag "
+    "gitrun.rerun.changed_inputs).",
+)
 @quiet_option
-def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
+def rerun(run, rtol, atol, in_place, keep, env_diff_only, allow_changed_inputs, quiet):
     """Re-execute RUN's recorded command on its exact code and compare the results.
 
     Runs in a temporary git worktree at the run's code (or --in-place) under gitrun
     record, so the rerun is itself a run, tagged gitrun.rerun_of=<id>. Then compares
     every final metric (within --rtol/--atol, default exact), every artifact's sha256
     and the exit code, prints a table and a verdict. Exit code: 0 when reproduced,
-    1 when anything differs (named in the message), so it can gate CI.
+    1 when anything differs (named in the message), so it can gate CI. A run whose
+    inputs (-i, log_input) changed content since is refused, naming them.
 
     \b
     Example:
@@ -126,6 +133,7 @@ def rerun(run, rtol, atol, in_place, keep, env_diff_only, quiet):
         keep=keep,
         env_diff_only=env_diff_only,
         quiet=quiet,
+        allow_changed_inputs=allow_changed_inputs,
     )
     if env_diff_only:
         click.echo(render_report(result))

@@ -34,6 +34,14 @@ from .common import (
     help="File or directory to keep as an artifact after the command ends.",
 )
 @click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="PATH",
+    help="File or directory the command reads: hashed (not copied) before it runs.",
+)
+@click.option(
     "--params-file",
     metavar="FILE",
     help="YAML/JSON file logged as flat params (default: params.yaml when present).",
@@ -62,6 +70,7 @@ def record(
     params,
     tags,
     artifacts,
+    inputs,
     params_file,
     metrics_file,
     max_artifact_files,
@@ -84,6 +93,7 @@ def record(
     Example:
       gitrun record -n rf-baseline -e churn -p seed=1 -- python train.py --depth 8
       gitrun record -a models --max-artifact-files 50000 -- python train.py
+      gitrun record -i data/train.csv -i data/images/ -- python train.py
     """
     from ..workflows.record import RecordOptions
     from ..workflows.record import record as do_record
@@ -95,6 +105,7 @@ def record(
         params=key_values(params, "Param", "-p"),
         tags=key_values(tags, "Tag", "-t"),
         artifacts=list(artifacts),
+        inputs=list(inputs),
         params_file=params_file,
         metrics_file=metrics_file,
         quiet=quiet,
@@ -183,7 +194,9 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
 @click.argument("run")
 @format_option()
 def show(run, fmt):
-    """Show one run: status, code, command, params, metrics, tags, artifacts, env.
+    """Show one run: status, code, command, params, metrics, tags, artifacts, inputs, env.
+
+    Inputs are shown with whether their content is the same now, changed or missing.
 
     RUN is a full id, a unique prefix of at least 4 characters, or a unique name.
 
@@ -198,8 +211,9 @@ def show(run, fmt):
 
     r = repo()
     rec = runs.load(r, run, history=True)
+    now = shape.inputs_now(r, rec)
     if fmt == "json":
-        click.echo(json.dumps(shape.as_dict(rec), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(shape.as_dict(rec, now), indent=2, ensure_ascii=False))
         return
     if fmt != "table":
         from .render import render
@@ -249,6 +263,15 @@ def show(run, fmt):
     w = max((len(k) for k in rec.artifacts), default=0)
     for a in rec.artifacts.values():
         out.append(f"  {a.path.ljust(w)}  {fmt_size(a.size):>9}  sha256 {a.sha256[:16]}")
+    if rec.inputs:
+        out.append("inputs")
+        w = max(len(i.path) for i in rec.inputs.values())
+        for i in rec.inputs.values():
+            state = now.get(i.path, ("", None))[0]
+            digest = i.digest.split(":", 1)[-1][:16]
+            extra = f"  ({i.context})" if i.context else ""
+            line = f"  {i.path.ljust(w)}  {i.kind:<7}  {fmt_size(i.size):>9}  sha256 {digest}"
+            out.append(f"{line}  {state or '-'}{extra}")
     env = rec.env or {}
     if env:
         py = env.get("python", {})

@@ -83,6 +83,41 @@ class Artifact(_Plain):
         self.blob = blob  # git blob id when storage == "git"
 
 
+class Input(_Plain):
+    """Data a run read (inputs.tsv): a file, a directory or a dataset, hashed not copied.
+
+    `digest` is `sha256:<hex>`; for a directory it covers the sorted (path, sha256, size)
+    list of its files, of which `members` lists the first ones (path relative to it).
+    """
+
+    __slots__ = ("path", "kind", "size", "digest", "context", "members")
+
+    def __init__(
+        self,
+        path: str,
+        kind: str,
+        size: int,
+        digest: str,
+        context: str = "",
+        members: list[tuple[str, int, str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.kind = kind  # "file", "dir" or "dataset"
+        self.size = size
+        self.digest = digest
+        self.context = context
+        self.members: list[tuple[str, int, str]] = [] if members is None else members
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Input:
+        """The inverse of to_dict (a journal line's JSON); raises on a malformed one."""
+        members = [(str(p), int(n), str(h)) for p, n, h in d.get("members") or []]
+        text = (str(d["path"]), str(d["kind"]), str(d["digest"]), str(d.get("context") or ""))
+        if any(c in v for v in text for c in "\t\n\r") or not text[0]:
+            raise ValueError(f"bad input {d!r}")
+        return cls(text[0], text[1], int(d["size"]), text[2], text[3], members)
+
+
 class RunInfo(_Plain):
     __slots__ = (
         "run_id",
@@ -196,6 +231,7 @@ class RunRecord(_Plain):
         "metrics",
         "history",
         "artifacts",
+        "inputs",
         "env",
         "env_blob",
         "output_blob",
@@ -225,6 +261,7 @@ class RunRecord(_Plain):
         history: dict[str, list[Metric]] | None = None,
         artifacts: dict[str, Artifact] | None = None,
         env: dict[str, Any] | None = None,
+        inputs: dict[str, Input] | None = None,
         env_blob: str | None = None,
         output_blob: str | None = None,
         tree: str | None = None,
@@ -250,6 +287,7 @@ class RunRecord(_Plain):
         self.history: dict[str, list[Metric]] = {} if history is None else history
         self.artifacts: dict[str, Artifact] = {} if artifacts is None else artifacts
         self.env: dict[str, Any] = {} if env is None else env
+        self.inputs: dict[str, Input] = {} if inputs is None else inputs  # by path
         self.env_blob = env_blob
         self.output_blob = output_blob
         self.tree = tree  # the run directory's tree id, once committed

@@ -45,7 +45,7 @@ from typing import Any
 from .._git import BLOB_MODE, Repo
 from ..errors import GitrunError
 from . import store
-from .entities import Artifact, Metric, RunRecord
+from .entities import Artifact, Input, Metric, RunRecord
 from .layout import (
     JOURNAL,
     LIVE_OUTPUT,
@@ -287,6 +287,9 @@ def read(path: str, run_id: str | None = None) -> Replay:
                 rec.artifacts[path_] = Artifact(
                     path_, int(a["size"]), _hex(a["sha256"]), "git", _hex(a["blob"])
                 )
+            elif code == "i":
+                inp = Input.from_dict(json.loads(rest))
+                rec.inputs[inp.path] = inp
             elif code == "v":
                 rec.env_blob = _hex(rest.strip())
             elif code == "e":

@@ -15,6 +15,7 @@ The tree of RUNS_REF (format version 1):
     gitrun.yaml                        FORMAT_FILE
     runs/<id[:2]>/<id>/                run_dir(): RUN_FILE, PARAMS_FILE, TAGS_FILE,
                                        METRICS_FILE, HISTORY_FILE, MANIFEST_FILE,
+                                       INPUTS_FILE,
                                        ENV_FILE, OUTPUT_FILE, ARTIFACTS_DIR/...
 
 The tree of MODELS_REF (format version 1):
@@ -28,6 +29,7 @@ Local, unshared state in <git common dir>/gitrun/ (Repo.gitrun_dir, named in _gi
     quarantine/                        quarantine_root(): damaged journals, kept
     tmp/                               tmp_dir(): temporary index files of code snapshots
     cache/                             cache_dir(): the environment capture's cache
+    cache/inputs.json                  input_cache_path(): stat cache of input hashes
     index.sqlite                       index_path(): the search index (query/index.py)
     last-sweep                         sweep_marker(): when leftovers were last removed
     crash-<time>-<pid>.log             crash_log_name(): tracebacks of unexpected errors
@@ -85,6 +87,7 @@ TAGS_FILE = "tags.yaml"
 METRICS_FILE = "metrics.yaml"
 HISTORY_FILE = "metrics.tsv"
 MANIFEST_FILE = "artifacts.tsv"
+INPUTS_FILE = "inputs.tsv"  # written only when the run has inputs
 ENV_FILE = "env.yaml"
 OUTPUT_FILE = "output.log"
 
@@ -126,6 +129,7 @@ QUARANTINE_DIR = "quarantine"
 TMP_DIR = "tmp"
 CACHE_DIR = "cache"
 INDEX_FILE = "index.sqlite"
+INPUT_CACHE = "inputs.json"  # in cache/
 SWEEP_MARKER = "last-sweep"
 CRASH_LOG = "crash-{stamp}-{pid}.log"
 REF_LOCK_BREAK = "ref-lock-break"  # used by _git.repo (Repo.update_ref), which cannot import this
@@ -145,6 +149,11 @@ def tmp_dir(repo: Repo) -> str:
 
 def cache_dir(repo: Repo) -> str:
     return os.path.join(repo.gitrun_dir, CACHE_DIR)
+
+
+def input_cache_path(repo: Repo) -> str:
+    """The stat cache of input digests: (path, size, mtime_ns, inode) -> sha256."""
+    return os.path.join(repo.gitrun_dir, CACHE_DIR, INPUT_CACHE)
 
 
 def index_path(repo: Repo) -> str:

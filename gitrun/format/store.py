@@ -13,6 +13,9 @@ the tip tree is the union of history and two tips join by a tree union:
     runs/<id[:2]>/<id>/metrics.tsv    full history: key step timestamp value
     runs/<id[:2]>/<id>/artifacts.tsv  manifest: path size sha256 storage
     runs/<id[:2]>/<id>/artifacts/...  artifact content (storage "git")
+    runs/<id[:2]>/<id>/inputs.tsv     data the run read: path kind size digest context
+                                      (only when it has inputs; "member" rows list a
+                                      directory input's first files)
     runs/<id[:2]>/<id>/env.yaml       python, platform, packages
     runs/<id[:2]>/<id>/output.log     what `gitrun record` saw the command print
 
@@ -37,12 +40,13 @@ from typing import Any
 from .._git import BLOB_MODE, TREE_MODE, Repo
 from ..errors import CorruptRecordError, DiskError, GitError, GitrunError
 from . import textfmt
-from .entities import Artifact, Metric, RunRecord
+from .entities import Artifact, Input, Metric, RunRecord
 from .layout import (  # the names of layout.py that this module writes and reads
     ARTIFACTS_DIR,
     ENV_FILE,
     FORMAT_FILE,
     HISTORY_FILE,
+    INPUTS_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
     OUTPUT_FILE,
@@ -94,7 +98,7 @@ def run_files(rec: RunRecord) -> dict[str, bytes]:
         (a.path, str(a.size), a.sha256, a.storage)
         for a in sorted(rec.artifacts.values(), key=lambda a: a.path)
     ]
-    return {
+    files = {
         RUN_FILE: textfmt.dump_map(record_meta(rec)),
         PARAMS_FILE: textfmt.dump_str_map(rec.params),
         TAGS_FILE: textfmt.dump_str_map(rec.tags),
@@ -102,6 +106,37 @@ def run_files(rec: RunRecord) -> dict[str, bytes]:
         HISTORY_FILE: textfmt.dump_tsv(("key", "step", "timestamp", "value"), hist_rows),
         MANIFEST_FILE: textfmt.dump_tsv(("path", "size", "sha256", "storage"), art_rows),
     }
+    if rec.inputs:  # absent otherwise: runs without inputs look as they always did
+        files[INPUTS_FILE] = textfmt.dump_tsv(INPUT_COLUMNS, input_rows(rec.inputs))
+    return files
+
+
+INPUT_COLUMNS = ("path", "kind", "size", "digest", "context")
+MEMBER = "member"  # an inputs.tsv row listing one file of the directory input above it
+
+
+def input_rows(inputs: dict[str, Input]) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for i in inputs.values():
+        rows.append((i.path, i.kind, str(i.size), i.digest, i.context))
+        for rel, size, digest in i.members:
+            rows.append((f"{i.path.rstrip('/')}/{rel}", MEMBER, str(size), digest, ""))
+    return rows
+
+
+def parse_inputs(text: str) -> dict[str, Input]:
+    out: dict[str, Input] = {}
+    last: Input | None = None
+    for row in textfmt.load_tsv(text):
+        path, kind, size, digest = row[:4]
+        context = row[4] if len(row) > 4 else ""
+        if kind == MEMBER:
+            if last is not None and path.startswith(last.path.rstrip("/") + "/"):
+                rel = path[len(last.path.rstrip("/")) + 1 :]
+                last.members.append((rel, int(size), digest))
+            continue
+        last = out[path] = Input(path, kind, int(size), digest, context)
+    return out
 
 
 def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecord:
@@ -153,6 +188,8 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
             for row in textfmt.load_tsv(files[MANIFEST_FILE].decode()):
                 path, size, sha256, storage = row[:4]
                 rec.artifacts[path] = Artifact(path, int(size), sha256, storage)
+        if INPUTS_FILE in files:
+            rec.inputs = parse_inputs(files[INPUTS_FILE].decode())
         if ENV_FILE in files:
             rec.env = textfmt.load_map(files[ENV_FILE].decode())
     except GitrunError:
@@ -683,7 +720,7 @@ def check_format(repo: Repo, top: dict[str, tuple[str, str]]) -> None:
         )
 
 
-DEFAULT_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, MANIFEST_FILE)
+DEFAULT_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, MANIFEST_FILE, INPUTS_FILE)
 
 
 _warned: set[str] = set()

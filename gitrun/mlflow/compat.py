@@ -11,8 +11,7 @@ from typing import Any, Callable, NoReturn
 # NotImplementedError when called (hasattr() stays True, calling is never a silent no-op).
 NOT_IMPLEMENTED: dict[str, str] = {
     "autolog": "call the flavor's autolog, e.g. gitrun.sklearn.autolog()",
-    "log_input": "log the dataset's name and digest with gitrun.log_params or gitrun.set_tag",
-    "log_inputs": "log the dataset's name and digest with gitrun.log_params or gitrun.set_tag",
+    "log_inputs": "call gitrun.log_input once per dataset",
     "log_outputs": "log outputs with gitrun.log_artifact or gitrun.log_dict",
     "log_table": "write the table with gitrun.log_dict or gitrun.log_text (e.g. CSV)",
     "load_table": "download the artifact with gitrun.MlflowClient().download_artifacts",
@@ -158,4 +157,5 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "client": ("MlflowClient",),
     "sklearn": ("autolog", "load_model", "log_model", "save_model"),
     "pyfunc": ("load_model",),
+    "data": ("from_numpy", "from_pandas"),
 }

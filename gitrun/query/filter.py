@@ -9,7 +9,8 @@
                 | identifier ["NOT"] "IN" "(" value ("," value)* ")"
                 | identifier "IS" ["NOT"] "NULL"          (params and tags, as MLflow)
     identifier := [type "."] key        type: metric(s), param(s)/parameter(s), tag(s),
-                                              attribute(s)/attr/run, dataset(s);
+                                              attribute(s)/attr/run, dataset(s),
+                                              input(s) (path, digest, kind, context);
                                         the type may be in backticks (`metric`.acc), the
                                         key in backticks or quotes; a whole identifier in
                                         backticks or double quotes is an attribute
@@ -29,6 +30,7 @@ from typing import Union
 from ..errors import FilterError
 
 METRIC, PARAM, TAG, ATTR, DATASET = "metric", "param", "tag", "attribute", "dataset"
+INPUT = "input"  # gitrun: the data a run read (inputs.tsv)
 TYPE_ALIASES = {
     "metric": METRIC,
     "metrics": METRIC,
@@ -44,6 +46,8 @@ TYPE_ALIASES = {
     "run": ATTR,
     "dataset": DATASET,
     "datasets": DATASET,
+    "input": INPUT,
+    "inputs": INPUT,
 }
 STRING_ATTRS = ("run_id", "run_name", "status", "artifact_uri", "user_id")
 NUMERIC_ATTRS = ("start_time", "end_time")
@@ -58,6 +62,7 @@ ATTR_ALIASES = {
     "run_uuid": "run_id",
 }
 DATASET_KEYS = ("name", "digest", "context")
+INPUT_KEYS = ("path", "digest", "kind", "context")
 # order_by may also use these (a gitrun extension: MLflow refuses them).
 ORDER_ONLY_ATTRS = ("experiment_id",)
 
@@ -295,6 +300,11 @@ def _typed(prefix: str, key: str, tok: Token, for_order: bool) -> Ident:
             f"Invalid filter: unknown dataset key '{key}' at position {tok.pos}; use "
             "datasets.name, datasets.digest or datasets.context."
         )
+    if kind == INPUT and (key not in INPUT_KEYS or for_order):
+        raise FilterError(
+            f"Invalid filter: {_show(tok)} at position {tok.pos} is not searchable; use "
+            "inputs.path, inputs.digest, inputs.kind or inputs.context in a filter."
+        )
     return Ident(kind, key, tok.pos)
 
 
@@ -479,6 +489,7 @@ def ident_text(ident: Ident) -> str:
         TAG: "tags.",
         ATTR: "attributes.",
         DATASET: "datasets.",
+        INPUT: "inputs.",
     }[ident.kind]
     key = ident.key
     return prefix + (key if re.fullmatch(r"[A-Za-z0-9_.]+", key) else f"`{key}`")

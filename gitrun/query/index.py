@@ -35,6 +35,7 @@ from ..format import journal, store
 from ..format.entities import RunRecord
 from ..format.layout import (
     HISTORY_FILE,
+    INPUTS_FILE,
     METRICS_FILE,
     PARAMS_FILE,
     RUN_FILE,
@@ -46,10 +47,10 @@ from ..format.layout import (
 )
 from . import filter as F
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the inputs table
 # progress(done, total) of a long index build (the CLI draws it; None: silent)
 Progress = Callable[[int, int], None]
-INDEX_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, HISTORY_FILE)
+INDEX_FILES = (RUN_FILE, PARAMS_FILE, TAGS_FILE, METRICS_FILE, HISTORY_FILE, INPUTS_FILE)
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,6 +84,10 @@ CREATE TABLE tags(
     rid INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, num REAL,
     PRIMARY KEY(rid, key)) WITHOUT ROWID;
 CREATE INDEX tags_key ON tags(key, value);
+CREATE TABLE inputs(                       -- inputs.tsv rows, directory members included
+    rid INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+    digest TEXT NOT NULL, context TEXT NOT NULL);
+CREATE INDEX inputs_digest ON inputs(digest);
 """
 
 # The secondary indexes of SCHEMA, by name (dropped and rebuilt around bulk loads).
@@ -130,6 +135,7 @@ class _Rows:
         self.metrics: list[tuple[Any, ...]] = []
         self.params: list[tuple[Any, ...]] = []
         self.tags: list[tuple[Any, ...]] = []
+        self.inputs: list[tuple[Any, ...]] = []
         self._nums: dict[str, float | None] = {}
 
     def _num(self, v: str) -> float | None:
@@ -188,6 +194,8 @@ class _Rows:
         num = self._num
         self.params.extend((rid, k, v, num(v)) for k, v in r.params.items())
         self.tags.extend((rid, k, v, num(v)) for k, v in r.tags.items())
+        if r.inputs:
+            self.inputs.extend((rid, p, k, d, c) for p, k, _s, d, c in store.input_rows(r.inputs))
 
     def insert(self, conn: sqlite3.Connection) -> None:
         conn.executemany(
@@ -199,6 +207,7 @@ class _Rows:
         conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)", self.metrics)
         conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?)", self.params)
         conn.executemany("INSERT INTO tags VALUES (?, ?, ?, ?)", self.tags)
+        conn.executemany("INSERT INTO inputs VALUES (?, ?, ?, ?, ?)", self.inputs)
 
 
 def _next_rid(conn: sqlite3.Connection) -> int:
@@ -288,7 +297,7 @@ def _delete(conn: sqlite3.Connection, rids: list[int]) -> None:
     for i in range(0, len(rids), _CHUNK):
         part = rids[i : i + _CHUNK]
         marks = ",".join("?" * len(part))
-        for table in ("metrics", "params", "tags", "runs"):
+        for table in ("metrics", "params", "tags", "inputs", "runs"):
             conn.execute(f"DELETE FROM {table} WHERE rid IN ({marks})", part)
 
 
@@ -696,8 +705,8 @@ class _Compiler:
 
     def compare(self, c: F.Compare) -> str:
         kind, key, op, value = c.ident.kind, c.ident.key, c.op, c.value
-        if kind == F.DATASET:
-            return "0"  # gitrun records no datasets: a run lacking the key never matches
+        if kind in (F.INPUT, F.DATASET):
+            return self.input_test(kind, key, op, value)
         if kind == F.ATTR:
             col = "r." + _ATTR_COLUMN[key]
             if key in F.NUMERIC_ATTRS:
@@ -735,6 +744,19 @@ class _Compiler:
         else:
             test = self.string_test("x.value", op, value)
         return f"EXISTS (SELECT 1 FROM {table} x WHERE x.rid = r.rid AND x.key = ? AND {test})"
+
+    def input_test(self, kind: str, key: str, op: str, value: Any) -> str:
+        """inputs.path/digest/kind/context; MLflow's datasets.name/digest/context are the
+        inputs of kind "dataset" (name: their path)."""
+        col = "i." + {"name": "path"}.get(key, key)
+        if key == "digest" and isinstance(value, str) and op in ("=", "!=") and ":" not in value:
+            value = "sha256:" + value  # a bare hex digest
+        only = ""
+        if kind == F.DATASET:
+            only = " AND i.kind = ?"
+            self.params.append("dataset")
+        test = self.string_test(col, op, value)
+        return f"EXISTS (SELECT 1 FROM inputs i WHERE i.rid = r.rid{only} AND {test})"
 
     def all_numeric(self, table: str, key: str) -> bool:
         row = self.conn.execute(

@@ -86,6 +86,7 @@ __all__ = [  # the fluent API, and what gitrun's own modules take from here
     "log_dict",
     "log_figure",
     "log_image",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -419,6 +420,45 @@ def log_artifacts(
             live.log_artifact_file(full, dest, shown)
         except InvalidInputError as e:
             print(f"gitrun: {e} It was skipped.", file=sys.stderr)
+
+
+def log_input(
+    dataset: Any = None,
+    context: str | None = None,
+    tags: dict[str, str] | None = None,
+    model: Any = None,
+) -> None:
+    """Record data the run read, hashed, not copied (inputs.tsv): a path to a file or
+    directory (`gitrun.log_input("data/train.csv", context="training")`), or MLflow's
+    dataset from `gitrun.data.from_pandas` / `from_numpy` (kind "dataset").  `tags` are
+    accepted for MLflow's signature; gitrun keeps name, digest and context."""
+    from ..format.entities import Input
+
+    live = live_run()
+    ctx = "" if context is None else str(context)
+    if dataset is None:
+        return
+    if isinstance(dataset, (str, os.PathLike)):
+        from ..capture import inputs
+
+        repo = live.repo
+        if repo.work_tree is None:  # attached to `gitrun record`'s run: paths from here
+            try:
+                repo = Repo.discover(os.getcwd())
+            except GitrunError:
+                pass
+        (inp,) = inputs.hash_paths(repo, [os.fspath(dataset)], ctx)
+    else:
+        digest = getattr(dataset, "digest", None)
+        if not isinstance(digest, str) or not digest:
+            raise InvalidInputError(
+                "log_input takes a path or a dataset from gitrun.data.from_pandas / "
+                f"from_numpy, not {type(dataset).__name__}."
+            )
+        name = str(getattr(dataset, "name", None) or "dataset")
+        size = getattr(dataset, "size", 0)
+        inp = Input(name, "dataset", size if isinstance(size, int) else 0, digest, ctx)
+    live.log_input(inp)
 
 
 def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:

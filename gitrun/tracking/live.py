@@ -135,6 +135,14 @@ class LiveRun:
         a = {"path": dest, "blob": blob, "sha256": sha256, "size": size}
         self.journal.write(journal.json_line("a", a))
 
+    def log_input(self, inp: Any) -> None:
+        """Journal one input (format.entities.Input), hashed by capture/inputs.py."""
+        if any(c in v for v in (inp.path, inp.kind, inp.digest, inp.context) for c in "\t\n\r"):
+            raise InvalidInputError(
+                f"Input {inp.path!r} has a control character in its name, digest or context."
+            )
+        self.journal.write(journal.json_line("i", inp.to_dict()))
+
     # -- ending -----------------------------------------------------------
     def end(
         self, status: str = "FINISHED", exit_code: int | None = None, end_time: int | None = None
@@ -376,5 +384,7 @@ def resume(repo: Repo, run_id: str) -> LiveRun:
     for a in rec.artifacts.values():
         d = {"path": a.path, "blob": a.blob, "sha256": a.sha256, "size": a.size}
         lines.append(journal.json_line("a", d))
+    for i in rec.inputs.values():
+        lines.append(journal.json_line("i", i.to_dict()))
     jrnl.write(b"".join(lines))
     return LiveRun(repo, rec.run_id, live_dir, jrnl, True, rec)

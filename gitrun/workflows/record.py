@@ -50,6 +50,7 @@ class RecordOptions:
         max_artifact_files: int | None = None,
         max_artifact_size: str | None = None,
         cwd: str | None = None,
+        inputs: list[str] | None = None,
     ) -> None:
         self.command = command
         self.name = name
@@ -66,6 +67,7 @@ class RecordOptions:
         # The directory the command runs in (default: the current one); relative paths
         # (params/metrics files, artifacts) are taken from it.
         self.cwd = cwd
+        self.inputs = inputs or []  # -i: data the command reads, hashed before it runs
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -241,6 +243,7 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     git_dirs = sorted({os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)})
     dests = [(path, artifact_dest(path, root, git_dirs, here)) for path in artifacts]
     limits = artwalk.limits(cfg, opts.max_artifact_files, opts.max_artifact_size)
+    inputs = _hash_inputs(repo, opts.inputs, here) if opts.inputs else []
     # What was given on this command line (config files travel with the code), so that
     # `gitrun rerun` can repeat the same `gitrun record` invocation.
     given = {
@@ -248,6 +251,7 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         "params_file": opts.params_file,
         "metrics_file": opts.metrics_file,
         "artifacts": list(opts.artifacts),
+        "inputs": list(opts.inputs),
         "max_artifact_files": opts.max_artifact_files,
         "max_artifact_size": opts.max_artifact_size,
     }
@@ -271,6 +275,8 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     )
     for k, v in params.items():
         live.log_param(k, v)
+    for inp in inputs:
+        live.log_input(inp)
     rec0 = live.record
     if not opts.quiet:
         print(f"gitrun: run {live.run_id} ({rec0.run_name}) started", file=sys.stderr)
@@ -342,6 +348,25 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
 
 
 MAX_PROBLEMS_PER_ARTIFACT = 20
+
+
+def _hash_inputs(repo: Repo, paths: list[str], cwd: str | None) -> list[Any]:
+    """`-i PATH`: checked and hashed before the command runs (the data it is about to
+    read); a missing or unreadable input refuses the run."""
+    from ..capture import inputs
+
+    for path in paths:
+        if not path.strip():
+            raise UsageError("An input path (-i) is empty; name a file or directory.")
+        if not os.path.exists(_at(cwd, path)):
+            raise UsageError(
+                f"Input '{path}' does not exist (relative paths are taken from "
+                f"{cwd or os.getcwd()}); check the path."
+            )
+    try:
+        return inputs.hash_paths(repo, [_at(cwd, p) for p in paths])
+    except InvalidInputError as e:
+        raise UsageError(str(e)) from None
 
 
 def _collect(

@@ -39,6 +39,7 @@ from ..query import resolve as runs
 from . import checkout
 
 RERUN_TAG = "gitrun.rerun_of"
+CHANGED_INPUTS_TAG = "gitrun.rerun.changed_inputs"  # --allow-changed-inputs: what changed
 RECORD_OPTIONS_TAG = "gitrun.record.options"  # written by gitrun.record
 
 
@@ -186,8 +187,27 @@ def record_options(rec: RunRecord) -> tuple[dict[str, Any], list[str]]:
         "params_file": opts.get("params_file") or None,
         "metrics_file": opts.get("metrics_file") or None,
         "artifacts": [str(a) for a in opts.get("artifacts") or []],
+        "inputs": [str(a) for a in opts.get("inputs") or []],
     }
     return out, []
+
+
+def changed_inputs(repo: Repo, rec: RunRecord) -> list[str]:
+    """One phrase per file/directory input whose content is not the one the run read."""
+    if not rec.inputs:
+        return []
+    from ..capture import inputs
+
+    out = []
+    for path, (state, digest) in inputs.current(repo, list(rec.inputs.values())).items():
+        if state != "same":
+            old = rec.inputs[path].digest
+            out.append(f"{path} (recorded {_short(old)}, now {_short(digest) or 'missing'})")
+    return out
+
+
+def _short(digest: str | None) -> str:
+    return digest.split(":", 1)[-1][:12] if digest else ""
 
 
 def rerun(
@@ -199,6 +219,7 @@ def rerun(
     keep: bool = False,
     env_diff_only: bool = False,
     quiet: bool = False,
+    allow_changed_inputs: bool = False,
 ) -> RerunResult:
     """Re-execute a run's command on its code and compare; see the module docstring."""
     if rtol < 0 or atol < 0:
@@ -218,9 +239,20 @@ def rerun(
         )
     if rec.status == "RUNNING":
         raise GitrunError(f"Run {rec.run_id[:8]} is still running; rerun it once it has finished.")
+    changed = changed_inputs(repo, rec)
+    if changed and not allow_changed_inputs:
+        raise GitrunError(
+            f"Run {rec.run_id[:8]} read data whose content changed since: "
+            + "; ".join(changed)
+            + ", so a rerun would not reproduce it; restore the data, or pass "
+            "--allow-changed-inputs to rerun on the data as it is now."
+        )
     commit = checkout.code_commit(rec, repo)
     base = checkout.base_dir(rec)
     options, notes = record_options(rec)
+    if changed:
+        options["changed_inputs"] = "; ".join(changed)
+        result.notes.append("inputs changed since the run: " + "; ".join(changed))
     result.notes += notes
     if RECORD_OPTIONS_TAG not in rec.tags and (rec.artifacts or rec.params):
         result.notes.append(
@@ -342,12 +374,18 @@ def _record_in(
         raise GitrunError(
             f"The directory the run ran in ({rec.cwd}) is not in its code; it cannot be rerun."
         )
+    tags = {RERUN_TAG: rec.run_id}
+    if options.get("changed_inputs"):
+        tags[CHANGED_INPUTS_TAG] = options["changed_inputs"]
+    # -i again, for the inputs the rerun's directory has (ignored data is not in a worktree)
+    inputs = [p for p in options.get("inputs") or [] if os.path.exists(os.path.join(where, p))]
     opts = RecordOptions(
         command=list(rec.command),
         name=_rerun_name(repo, rec.run_name) if rec.run_name else None,
         experiment=rec.experiment,
         params=dict(options.get("params") or {}),
-        tags={RERUN_TAG: rec.run_id},
+        tags=tags,
+        inputs=inputs,
         artifacts=list(options.get("artifacts") or []),
         params_file=options.get("params_file"),
         metrics_file=options.get("metrics_file"),

@@ -21,9 +21,39 @@ def _num(v: float) -> float | None:
     return None if math.isnan(v) else v
 
 
-def as_dict(rec: RunRecord) -> dict[str, Any]:
+def inputs_now(repo: Any, rec: RunRecord) -> dict[str, tuple[str, str | None]]:
+    """Each file/directory input: "same", "changed" or "missing" now, and its digest now
+    (through the stat cache: an unchanged file costs a stat)."""
+    if not rec.inputs:
+        return {}
+    from ..capture import inputs
+
+    return inputs.current(repo, list(rec.inputs.values()))
+
+
+def inputs_list(
+    rec: RunRecord, now: dict[str, tuple[str, str | None]] | None = None
+) -> list[dict[str, Any]]:
+    out = []
+    for i in rec.inputs.values():
+        d: dict[str, Any] = {
+            "path": i.path,
+            "kind": i.kind,
+            "size": i.size,
+            "digest": i.digest,
+            "context": i.context,
+        }
+        if i.members:
+            d["files_listed"] = len(i.members)
+        if now is not None and i.path in now and i.kind != "dataset":
+            d["now"], d["digest_now"] = now[i.path]
+        out.append(d)
+    return out
+
+
+def as_dict(rec: RunRecord, now: dict[str, tuple[str, str | None]] | None = None) -> dict[str, Any]:
     """The run as JSON-ready data: attributes, code, params, final metrics, every metric's
-    history, tags, artifacts and environment."""
+    history, tags, artifacts, inputs (with their state `now`) and environment."""
     return {
         "run_id": rec.run_id,
         "run_name": rec.run_name,
@@ -48,6 +78,7 @@ def as_dict(rec: RunRecord) -> dict[str, Any]:
             {"path": a.path, "size": a.size, "sha256": a.sha256, "storage": a.storage}
             for a in rec.artifacts.values()
         ],
+        "inputs": inputs_list(rec, now),
         "env": rec.env,
     }
 
@@ -77,6 +108,7 @@ def as_rows(rec: RunRecord) -> list[list[Any]]:
     rows += [[f"metrics.{k}", _metric_text(v)] for k, v in rec.metrics.items()]
     rows += [[f"tags.{k}", v] for k, v in rec.tags.items()]
     rows += [[f"artifacts.{a.path}", a.sha256] for a in rec.artifacts.values()]
+    rows += [[f"inputs.{i.path}", i.digest] for i in rec.inputs.values()]
     return rows
 
 
