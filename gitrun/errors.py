@@ -113,6 +113,10 @@ class DiskError(GitrunError):
     """The disk refused a write: full, over quota, or read-only."""
 
 
+class ArtifactUnavailableError(GitrunError):
+    """A large artifact's content is in no store gitrun could reach (format/large.py)."""
+
+
 class MissingDependencyError(GitrunError, ImportError):
     """An optional dependency (scikit-learn, mlflow) is not installed."""
 

@@ -54,3 +54,32 @@ def test_pull_leaves_out_what_gitrun_never_writes(tmp_path, bare_remote):
     assert not [n for n in names if n.startswith(("runs/XY", "runs/ab/not", "runs/cd/", "runs/ef"))]
     p = run_cli("ls", "--format", "json", cwd=b)
     assert sorted(r["run_name"] for r in __import__("json").loads(p.stdout)) == ["ours", "theirs"]
+
+
+def test_a_crafted_code_commit_never_reaches_git_as_an_option(repo):
+    """run.yaml's code commit comes from someone's push: `--output=FILE` there must not make
+    `gitrun diff` (or checkout/rerun) write a file; it is read as no commit at all."""
+    from gitrun._git import Repo
+    from gitrun.format import store
+    from gitrun.format.entities import RunRecord
+
+    _record(repo, "ok")
+    r = Repo.discover(str(repo))
+    evil = RunRecord(
+        run_id="e" * 32,
+        run_name="crafted",
+        experiment="Default",
+        status="FINISHED",
+        start_time=1,
+        end_time=2,
+        command=["true"],
+        code={"commit": f"--output={repo}/pwned", "head": "--help", "snapshot": None},
+    )
+    old = r.read_ref(store.RUNS_REF)
+    root = store.put_run_dirs(r, store.tip_tree(r, old), {evil.run_id: store.write_run_tree(r, evil)})
+    assert r.cas_ref(store.RUNS_REF, r.write_commit(root, [old], "crafted\n"), old, "test")
+    for args in (["diff", "ok", "crafted"], ["checkout", "crafted"], ["rerun", "crafted"]):
+        p = run_cli(*args, cwd=repo)
+        assert "Traceback" not in p.stderr, p.stderr
+        assert not (repo / "pwned").exists(), args
+    assert run_cli("checkout", "crafted", cwd=repo).returncode == 1

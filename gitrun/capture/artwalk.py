@@ -322,27 +322,48 @@ def _read_all(fd: int, limit: int | None = None) -> bytes:
             raise OverflowError
 
 
+def store_artifact(repo: Any, path: str, shown: str | None = None) -> Any:
+    """Store a regular file as an artifact: a git blob, or, at or above the large-file
+    threshold, in Git LFS or the artifact store (capture/largefiles.py).  Returns a
+    format.entities.Artifact whose path the caller sets."""
+    from ..format.entities import Artifact
+    from . import largefiles
+
+    fd = open_regular(path, shown)
+    try:
+        if largefiles.is_large(repo, os.fstat(fd).st_size):
+            return largefiles.store(repo, fd, path if shown is None else shown)
+        blob, sha256, size = _store_fd(repo, fd, path, shown)
+        return Artifact("", size, sha256, "git", blob)
+    finally:
+        os.close(fd)
+
+
 def store_file(repo: Any, path: str, shown: str | None = None) -> tuple[str, str, int]:
     """Store a regular file as a blob: (blob id, sha256, size)."""
     fd = open_regular(path, shown)
     try:
-        try:
-            if os.fstat(fd).st_size <= _SMALL:
-                data = _read_all(fd)
-                return repo.write_blob(data), hashlib.sha256(data).hexdigest(), len(data)
-            h = hashlib.sha256()
-            size = 0
-            while chunk := os.pread(fd, 1 << 20, size):
-                h.update(chunk)
-                size += len(chunk)
-        except OSError as e:
-            raise InvalidInputError(
-                f"Artifact '{path if shown is None else shown}' cannot be read ({_why(e)})."
-            ) from None
-        os.lseek(fd, 0, os.SEEK_SET)
-        return _hash_object(repo, fd), h.hexdigest(), size
+        return _store_fd(repo, fd, path, shown)
     finally:
         os.close(fd)
+
+
+def _store_fd(repo: Any, fd: int, path: str, shown: str | None) -> tuple[str, str, int]:
+    try:
+        if os.fstat(fd).st_size <= _SMALL:
+            data = _read_all(fd)
+            return repo.write_blob(data), hashlib.sha256(data).hexdigest(), len(data)
+        h = hashlib.sha256()
+        size = 0
+        while chunk := os.pread(fd, 1 << 20, size):
+            h.update(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise InvalidInputError(
+            f"Artifact '{path if shown is None else shown}' cannot be read ({_why(e)})."
+        ) from None
+    os.lseek(fd, 0, os.SEEK_SET)
+    return _hash_object(repo, fd), h.hexdigest(), size
 
 
 def _hash_object(repo: Any, fd: int) -> str:

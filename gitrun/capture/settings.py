@@ -30,6 +30,8 @@ KNOWN_KEYS: dict[str, str] = {
     "auto-push": "bool",
     "max-artifact-files": "int",
     "max-artifact-size": "size",
+    "large-file-threshold": "size",
+    "artifact-store": "string",
 }
 
 # How a yes/no setting may be written (also `gitrun config auto-push VALUE`).

@@ -7,7 +7,7 @@ import click
 from . import cli
 from .common import format_option, quiet_option, repo
 
-CONFIG_KEYS = ("auto-push",)
+CONFIG_KEYS = ("auto-push", "large-file-threshold", "artifact-store")
 
 
 @cli.command()
@@ -29,6 +29,8 @@ def push(remote, quiet):
     from ..workflows import sync
 
     result = sync.push(repo(), remote, quiet=quiet)
+    for w in result.warnings:
+        click.echo(f"gitrun: warning: {w}", err=True)
     if not quiet:
         click.echo(f"gitrun: {result.push_summary()}", err=True)
 
@@ -59,6 +61,8 @@ def pull(remote, no_fetch, quiet):
     from ..workflows import sync
 
     result = sync.pull(repo(), remote, quiet=quiet, fetch_first=not no_fetch)
+    for w in result.warnings:
+        click.echo(f"gitrun: warning: {w}", err=True)
     if not quiet or not result.remote_has_runs:
         click.echo(f"gitrun: {result.pull_summary()}", err=True)
 
@@ -109,14 +113,33 @@ def config_cmd(key, value):
     default remote; a failed push only warns, the run stays local and the next
     gitrun push or pull sends it.
 
+    large-file-threshold: artifacts of at least this size (default 50MB, at
+    least 1MB; 0: never) are kept in Git LFS (or the artifact store), not as
+    git blobs.
+
+    artifact-store: an object store URL (s3://bucket/prefix, gs://..., az://...,
+    file:///shared/dir) for large artifacts instead of Git LFS; none: Git LFS.
+
     \b
     Example:
       gitrun config auto-push true
-      gitrun config auto-push
+      gitrun config large-file-threshold 100MB
+      gitrun config artifact-store s3://ml-artifacts/team
     """
     from ..workflows import sync
 
     r = repo()
+    if key != "auto-push":
+        from ..capture import largefiles
+
+        threshold, store = largefiles.describe(r)
+        if value is None:
+            click.echo(threshold if key == "large-file-threshold" else store)
+        elif key == "large-file-threshold":
+            largefiles.set_threshold(r, value)
+        else:
+            largefiles.set_store(r, value)
+        return
     if value is None:
         click.echo("true" if sync.auto_push_enabled(r) else "false")
         return

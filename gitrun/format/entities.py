@@ -71,16 +71,24 @@ class RunTag(_KeyValue):
 
 
 class Artifact(_Plain):
-    __slots__ = ("path", "size", "sha256", "storage", "blob")
+    __slots__ = ("path", "size", "sha256", "storage", "blob", "location")
 
     def __init__(
-        self, path: str, size: int, sha256: str, storage: str = "git", blob: str | None = None
+        self,
+        path: str,
+        size: int,
+        sha256: str,
+        storage: str = "git",
+        blob: str | None = None,
+        location: str | None = None,
     ) -> None:
         self.path = path
         self.size = size
         self.sha256 = sha256
         self.storage = storage
-        self.blob = blob  # git blob id when storage == "git"
+        # git blob id: the content (storage "git") or its LFS pointer file (storage "lfs")
+        self.blob = blob
+        self.location = location  # the object store's URL prefix (storage "store")
 
 
 class Input(_Plain):

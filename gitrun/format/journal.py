@@ -284,8 +284,11 @@ def read(path: str, run_id: str | None = None) -> Replay:
             elif code == "a":
                 a = json.loads(rest)
                 path_ = _text(a["path"])
+                storage = _text(a.get("storage") or "git")
+                blob = _hex(a["blob"]) if a.get("blob") or storage == "git" else None
+                location = _text(a["location"]) if a.get("location") else None
                 rec.artifacts[path_] = Artifact(
-                    path_, int(a["size"]), _hex(a["sha256"]), "git", _hex(a["blob"])
+                    path_, int(a["size"]), _hex(a["sha256"]), storage, blob, location
                 )
             elif code == "i":
                 inp = Input.from_dict(json.loads(rest))

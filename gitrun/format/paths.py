@@ -209,6 +209,107 @@ def write_file(root: str, rel: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+class StagedFile:
+    """A file streamed to a temporary name beside `root/rel` (reached as `write_file`
+    reaches it: directory by directory, O_NOFOLLOW), then renamed into place by `commit`
+    or removed by `abort`, with the directories it created.  Large artifacts are staged
+    and verified first, so a refused one leaves nothing behind."""
+
+    def __init__(self, root: str, rel: str, mode: int = 0o644) -> None:
+        parts = check_history_path(rel)
+        self.rel = rel
+        self.name = parts[-1]
+        self.tmp = f".gitrun-tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        self.created: list[str] = []  # directories made here, outermost first
+        self.dir_fd = -1
+        self.fd = -1
+        if not (_O_NOFOLLOW and _O_DIRECTORY and os.open in os.supports_dir_fd):
+            full = safe_join(root, rel)
+            d = os.path.dirname(full)
+            missing = []
+            while not os.path.isdir(d):
+                missing.append(d)
+                d = os.path.dirname(d)
+            for m in reversed(missing):
+                os.mkdir(m)
+                self.created.append(m)
+            self.dir_path = os.path.dirname(full)
+            self.fd = os.open(
+                os.path.join(self.dir_path, self.tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode
+            )
+            return
+        fd = os.open(root, os.O_RDONLY | _O_DIRECTORY)
+        where = root
+        try:
+            for name in parts[:-1]:
+                where = os.path.join(where, name)
+                try:
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                    self.created.append(where)
+                except FileExistsError:
+                    pass
+                try:
+                    nfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
+                except OSError:
+                    raise UnsafePathError(
+                        f"Refusing artifact path {rel!r}: {name} is a symlink or not a directory "
+                        f"in {root}; nothing more was written."
+                    ) from None
+                os.close(fd)
+                fd = nfd
+            self.fd = os.open(
+                self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, mode, dir_fd=fd
+            )
+        except BaseException:
+            os.close(fd)
+            self._remove_dirs()
+            raise
+        self.dir_fd = fd
+        self.dir_path = where
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def commit(self) -> None:
+        """Rename into place (rename(2) replaces a symlink there instead of following it)."""
+        os.close(self.fd)
+        self.fd = -1
+        if self.dir_fd >= 0:
+            os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            os.close(self.dir_fd)
+            self.dir_fd = -1
+        else:
+            os.replace(
+                os.path.join(self.dir_path, self.tmp), os.path.join(self.dir_path, self.name)
+            )
+
+    def abort(self) -> None:
+        """Remove the temporary file and the directories made for it (when empty)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        try:
+            if self.dir_fd >= 0:
+                os.unlink(self.tmp, dir_fd=self.dir_fd)
+            else:
+                os.unlink(os.path.join(self.dir_path, self.tmp))
+        except OSError:
+            pass
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
+        self._remove_dirs()
+
+    def _remove_dirs(self) -> None:
+        for d in reversed(self.created):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+
+
 class ArtifactPaths:
     """The artifact paths of one run.  A path cannot be a file and a directory at once: git
     cannot store both in one tree, and no file system could restore them."""

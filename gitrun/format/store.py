@@ -11,8 +11,9 @@ the tip tree is the union of history and two tips join by a tree union:
     runs/<id[:2]>/<id>/tags.yaml      key: "value"
     runs/<id[:2]>/<id>/metrics.yaml   latest value per metric
     runs/<id[:2]>/<id>/metrics.tsv    full history: key step timestamp value
-    runs/<id[:2]>/<id>/artifacts.tsv  manifest: path size sha256 storage
-    runs/<id[:2]>/<id>/artifacts/...  artifact content (storage "git")
+    runs/<id[:2]>/<id>/artifacts.tsv  manifest: path size sha256 storage [location]
+    runs/<id[:2]>/<id>/artifacts/...  artifact content (storage "git"), or its Git LFS
+                                      pointer (storage "lfs": format/lfs.py, large.py)
     runs/<id[:2]>/<id>/inputs.tsv     data the run read: path kind size digest context
                                       (only when it has inputs; "member" rows list a
                                       directory input's first files)
@@ -94,23 +95,30 @@ def run_files(rec: RunRecord) -> dict[str, bytes]:
     for key in sorted(rec.history):
         for m in rec.history[key]:
             hist_rows.append((key, str(m.step), str(m.timestamp), textfmt.tsv_float(m.value)))
-    art_rows = [
-        (a.path, str(a.size), a.sha256, a.storage)
-        for a in sorted(rec.artifacts.values(), key=lambda a: a.path)
-    ]
+    arts = sorted(rec.artifacts.values(), key=lambda a: a.path)
+    art_cols: tuple[str, ...] = MANIFEST_COLUMNS
+    art_rows: list[tuple[str, ...]] = [(a.path, str(a.size), a.sha256, a.storage) for a in arts]
+    if any(a.location for a in arts):  # only then: every other manifest reads as it did
+        art_cols += (LOCATION_COLUMN,)
+        art_rows = [(*row, a.location or "") for row, a in zip(art_rows, arts)]
     files = {
         RUN_FILE: textfmt.dump_map(record_meta(rec)),
         PARAMS_FILE: textfmt.dump_str_map(rec.params),
         TAGS_FILE: textfmt.dump_str_map(rec.tags),
         METRICS_FILE: textfmt.dump_float_map(rec.metrics),
         HISTORY_FILE: textfmt.dump_tsv(("key", "step", "timestamp", "value"), hist_rows),
-        MANIFEST_FILE: textfmt.dump_tsv(("path", "size", "sha256", "storage"), art_rows),
+        MANIFEST_FILE: textfmt.dump_tsv(art_cols, art_rows),
     }
     if rec.inputs:  # absent otherwise: runs without inputs look as they always did
         files[INPUTS_FILE] = textfmt.dump_tsv(INPUT_COLUMNS, input_rows(rec.inputs))
     return files
 
 
+MANIFEST_COLUMNS = ("path", "size", "sha256", "storage")
+LOCATION_COLUMN = "location"  # storage "store": the object store's URL prefix
+# Storage kinds whose run tree holds a blob at artifacts/<path>: the content ("git") or
+# its Git LFS pointer file ("lfs", format/lfs.py).  "store" (format/objstore.py) has none.
+TREE_KINDS = ("git", "lfs")
 INPUT_COLUMNS = ("path", "kind", "size", "digest", "context")
 MEMBER = "member"  # an inputs.tsv row listing one file of the directory input above it
 
@@ -139,6 +147,22 @@ def parse_inputs(text: str) -> dict[str, Input]:
     return out
 
 
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+CODE_OBJECT_KEYS = ("commit", "head", "snapshot")  # code: values that name git objects
+
+
+def _code_state(raw: object) -> dict[str, Any]:
+    """run.yaml's `code` map, with every commit it names checked to be an object id: history
+    may come from a teammate's push, and these values are handed to git (a crafted
+    "--output=/x" must not become an option)."""
+    code = dict(raw) if isinstance(raw, dict) else {}
+    for key in CODE_OBJECT_KEYS:
+        v = code.get(key)
+        if v is not None and not (isinstance(v, str) and _OBJECT_ID.fullmatch(v)):
+            code[key] = None
+    return code
+
+
 def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecord:
     """Build a RunRecord from a run directory's files (history may be absent)."""
     try:
@@ -165,7 +189,7 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
             command=[str(a) for a in meta["command"]] if meta.get("command") else None,
             cwd=meta.get("cwd"),
             exit_code=_int_or_none(meta.get("exit_code")),
-            code=dict(meta.get("code") or {}),
+            code=_code_state(meta.get("code")),
         )
         if PARAMS_FILE in files:
             rec.params = {
@@ -187,7 +211,8 @@ def parse_record(files: dict[str, bytes], run_id: str | None = None) -> RunRecor
         if MANIFEST_FILE in files:
             for row in textfmt.load_tsv(files[MANIFEST_FILE].decode()):
                 path, size, sha256, storage = row[:4]
-                rec.artifacts[path] = Artifact(path, int(size), sha256, storage)
+                location = row[4] if len(row) > 4 and row[4] else None
+                rec.artifacts[path] = Artifact(path, int(size), sha256, storage, None, location)
         if INPUTS_FILE in files:
             rec.inputs = parse_inputs(files[INPUTS_FILE].decode())
         if ENV_FILE in files:
@@ -306,7 +331,7 @@ def write_run_tree(repo: Repo, rec: RunRecord) -> str:
     if rec.output_blob:
         blobs[OUTPUT_FILE] = rec.output_blob
     for a in rec.artifacts.values():
-        if a.storage == "git" and a.blob:
+        if a.storage in TREE_KINDS and a.blob:
             blobs[f"{ARTIFACTS_DIR}/{a.path}"] = a.blob
     return _build_tree(repo, blobs)
 
@@ -360,7 +385,7 @@ def _pointed_at(rec: RunRecord) -> dict[str, str]:
     if rec.output_blob:
         wanted[rec.output_blob] = "its output.log"
     for a in rec.artifacts.values():
-        if a.storage == "git" and a.blob:
+        if a.storage in TREE_KINDS and a.blob:
             wanted.setdefault(a.blob, f"artifact '{a.path}'")
     return wanted
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from .._git import Repo
 from ..errors import GitrunError, InvalidInputError, RunNotFoundError
+from ..format import large
 from ..format.entities import Artifact, RunRecord
-from ..format.paths import check_artifact_path, check_history_path, write_file
+from ..format.paths import StagedFile, check_artifact_path, check_history_path, write_file
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
     dst = os.path.abspath(dst_path) if dst_path else tempfile.mkdtemp(prefix="gitrun-artifacts-")
     todo: list[tuple[Artifact, str]] = []
     for a in arts:  # all checked before anything is written
+        # A path from history (maybe someone else's): the rule checkout applies, and a
+        # write that follows no symlink below dst.
+        check_history_path(a.path)
+        if a.storage in large.KINDS:
+            continue
         if a.storage != "git" or not a.blob:
             raise GitrunError(
                 f"Artifact '{a.path}' of run {rec.run_id} is kept in storage '{a.storage}', "
@@ -80,16 +86,28 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
                 "artifacts by their own paths."
             )
         todo.append((a, a.blob))
+    # Large ones are found (fetched when missing) first, and streamed verified.
+    sources = large.locate(repo, rec.run_id, [a for a in arts if a.storage in large.KINDS])
+    os.makedirs(dst, exist_ok=True)
+    staged: list[StagedFile] = []
+    try:
+        for path, src in sorted(sources.items()):
+            f = StagedFile(dst, path[len(parent) + 1 :] if parent else path, 0o666)
+            staged.append(f)
+            for chunk in src.chunks():
+                f.write(chunk)
+    except BaseException:
+        for f in staged:
+            f.abort()
+        raise
     for a, blob in todo:
-        # A path from history (maybe someone else's): the rule checkout applies, and a
-        # write that follows no symlink below dst.
-        check_history_path(a.path)
         rel = a.path[len(parent) + 1 :] if parent else a.path
-        os.makedirs(dst, exist_ok=True)
         kind, data = repo.read_object(blob)
         if kind != "blob":
             raise GitrunError(f"Artifact '{a.path}' of run {rec.run_id} is damaged in git.")
         write_file(dst, rel, data, 0o666)  # the mode open() gives, less the umask
+    for f in staged:
+        f.commit()
     if not path or not _prefix(path):
         return dst
     return os.path.join(dst, posixpath.basename(path.strip("/")))

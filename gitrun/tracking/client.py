@@ -401,8 +401,9 @@ class MlflowClient:
 
             for src, dest in files:
                 d = safe_artifact_path(dest)
-                blob, sha256, size = artwalk.store_file(repo, os.path.realpath(src), src)
-                rec.artifacts[d] = Artifact(d, size, sha256, "git", blob)
+                art = artwalk.store_artifact(repo, os.path.realpath(src), src)
+                art.path = d
+                rec.artifacts[d] = art
 
         self._edit_finished(run_id, edit)
 

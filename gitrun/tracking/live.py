@@ -110,10 +110,10 @@ class LiveRun:
         from ..capture import artwalk
 
         dest = safe_artifact_path(dest)
-        blob, sha256, size = artwalk.store_file(
+        art = artwalk.store_artifact(
             self.repo, os.path.realpath(local_path), local_path if shown is None else shown
         )
-        self._artifact(dest, blob, sha256, size)
+        self._artifact(dest, art.blob, art.sha256, art.size, art.storage, art.location)
 
     def log_artifact_bytes(self, data: bytes, dest: str) -> None:
         import hashlib
@@ -122,7 +122,15 @@ class LiveRun:
         blob = self.repo.write_blob(data)
         self._artifact(dest, blob, hashlib.sha256(data).hexdigest(), len(data))
 
-    def _artifact(self, dest: str, blob: str, sha256: str, size: int) -> None:
+    def _artifact(
+        self,
+        dest: str,
+        blob: str | None,
+        sha256: str,
+        size: int,
+        storage: str = "git",
+        location: str | None = None,
+    ) -> None:
         if self._paths is None:
             from ..format.paths import ArtifactPaths
 
@@ -130,9 +138,15 @@ class LiveRun:
             for p in self.record.artifacts:
                 self._paths.add(p)
         self._paths.add(dest)  # a path cannot be a file and a directory at once
-        # The blob must survive a `git gc` until the run is committed.
-        journal.protect(self.repo, self.run_id, [blob])
-        a = {"path": dest, "blob": blob, "sha256": sha256, "size": size}
+        # The blob (content, or a large artifact's LFS pointer) must survive a `git gc`
+        # until the run is committed.
+        if blob:
+            journal.protect(self.repo, self.run_id, [blob])
+        a: dict[str, Any] = {"path": dest, "blob": blob, "sha256": sha256, "size": size}
+        if storage != "git":  # lines of ordinary artifacts read as they always did
+            a["storage"] = storage
+            if location:
+                a["location"] = location
         self.journal.write(journal.json_line("a", a))
 
     def log_input(self, inp: Any) -> None:

@@ -25,6 +25,7 @@ meantime cannot redirect a write outside the target tree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -40,7 +41,7 @@ from ..errors import (
     InvalidInputError,
     UnsafePathError,
 )
-from ..format import paths
+from ..format import large, paths
 from ..format.entities import RunRecord
 from ..format.layout import checkout_branch
 from ..query import resolve as runs
@@ -64,9 +65,12 @@ def check_rel_path(rel: str, what: str = "artifact path", allow_dot: bool = Fals
 class PlannedArtifact:
     path: str  # artifact path, as in the manifest
     target: str  # path relative to the target root
-    data: bytes
+    data: bytes  # the content (storage "git"); b"" for a large artifact
     mode: int
     exists: bool = False  # an identical file is already there
+    sha256: str = ""
+    size: int = 0
+    source: large.Source | None = None  # a large artifact: streamed, verified, staged
 
 
 def base_dir(rec: RunRecord) -> list[str]:
@@ -93,9 +97,20 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
                 "not a file; the run's record may have been crafted, so nothing was written."
             )
     out = []
+    # Large artifacts first: each found (fetched when missing) before anything is written.
+    found = large.locate(
+        repo, rec.run_id, [a for a in rec.artifacts.values() if a.storage in large.KINDS]
+    )
+    for path, src in sorted(found.items()):
+        a = src.artifact
+        perm = 0o755 if modes.get(path, (BLOB_MODE, ""))[0] == EXEC_MODE else 0o644
+        target = "/".join(base + path.split("/"))
+        out.append(
+            PlannedArtifact(path, target, b"", perm, sha256=a.sha256, size=a.size, source=src)
+        )
     for path, a in sorted(rec.artifacts.items()):
         if a.storage != "git":
-            continue  # another storage kind: left out, named by unreadable()
+            continue  # large (above) or unknown: left out, named by unreadable()
         if not a.blob:
             raise CorruptRecordError(
                 f"Artifact {path!r} of run {rec.run_id[:8]} has no content in git (storage "
@@ -109,7 +124,8 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
                 f"(sha256 {digest[:12]}, recorded {a.sha256[:12]}); nothing was written."
             )
         perm = 0o755 if modes.get(path, (BLOB_MODE, ""))[0] == EXEC_MODE else 0o644
-        out.append(PlannedArtifact(path, "/".join(base + path.split("/")), data, perm))
+        target = "/".join(base + path.split("/"))
+        out.append(PlannedArtifact(path, target, data, perm, sha256=digest, size=len(data)))
     return out
 
 
@@ -123,7 +139,7 @@ def unreadable(rec: RunRecord) -> list[str]:
         f"Artifact {path!r} of run {rec.run_id[:8]} is kept in storage {a.storage!r}, which "
         "this gitrun cannot read, so it was not restored."
         for path, a in sorted(rec.artifacts.items())
-        if a.storage != "git"
+        if large.unreadable_kind(a.storage)
     ]
 
 
@@ -182,7 +198,7 @@ def plan_in(root: str, planned: list[PlannedArtifact], replaceable: Collection[s
                 f"Cannot restore artifact {p.path!r}: {full} exists and is not a regular "
                 "file; move it away and try again. Nothing was written."
             )
-        if sha256_file(full) == hashlib.sha256(p.data).hexdigest():
+        if st.st_size == p.size and sha256_file(full) == p.sha256:
             p.exists = True
         elif p.target not in replaceable:
             raise GitrunError(
@@ -193,12 +209,30 @@ def plan_in(root: str, planned: list[PlannedArtifact], replaceable: Collection[s
 
 
 def write_planned(root: str, planned: list[PlannedArtifact]) -> int:
+    """Write what is not there yet.  Large artifacts are streamed to temporary files and
+    verified first; one that does not match its record removes them all, before any
+    file is written."""
+    staged: list[paths.StagedFile] = []
+    try:
+        for p in planned:
+            if p.exists or p.source is None:
+                continue
+            f = paths.StagedFile(root, p.target, p.mode)
+            staged.append(f)
+            for chunk in p.source.chunks():
+                f.write(chunk)
+    except BaseException:
+        for f in staged:
+            f.abort()
+        raise
     n = 0
     for p in planned:
-        if not p.exists:
+        if not p.exists and p.source is None:
             write_file(root, p.target, p.data, p.mode)
             n += 1
-    return n
+    for f in staged:
+        f.commit()
+    return n + len(staged)
 
 
 # ---------------------------------------------------------------------------
@@ -217,7 +251,12 @@ def restored_copies(repo: Repo, rec: RunRecord) -> set[str]:
         try:
             target = "/".join(base + check_rel_path(path))
             full = safe_join(repo.work_tree, target)
-            if os.path.isfile(full) and not os.path.islink(full) and sha256_file(full) == a.sha256:
+            if (
+                os.path.isfile(full)
+                and not os.path.islink(full)
+                and os.path.getsize(full) == a.size
+                and sha256_file(full) == a.sha256
+            ):
                 out.add(target)
         except (GitrunError, OSError):
             continue
@@ -365,11 +404,18 @@ def _artifacts_only(repo: Repo, rec: RunRecord, directory: str) -> CheckoutResul
     root = os.path.abspath(directory)
     if os.path.exists(root) and not os.path.isdir(root):
         raise GitrunError(f"{directory} exists and is not a directory; choose another one.")
-    if os.path.isdir(root):
-        plan_in(root, planned)
-    else:
+    made = not os.path.isdir(root)
+    if made:
         os.makedirs(root)
-    written = write_planned(root, planned)
+    else:
+        plan_in(root, planned)
+    try:
+        written = write_planned(root, planned)
+    except BaseException:
+        if made:  # nothing was written: not even the directory stays
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+        raise
     return CheckoutResult(
         rec,
         "artifacts-only",
@@ -474,16 +520,17 @@ def _in_place(
         )
     try:
         plan_in(root, planned, replaced)
+        written = write_planned(root, planned)
     except BaseException:
-        # Something in the work tree (e.g. an ignored symlink) makes an artifact unsafe:
-        # go back to where the user was, so the refusal changes nothing.
+        # Something in the work tree (e.g. an ignored symlink) makes an artifact unsafe,
+        # or a large artifact does not match its record: go back to where the user was,
+        # so the refusal changes nothing.
         if before:
             switch_back = ["switch", before] if st.branch else ["switch", "--detach", before]
             repo.git(*switch_back, check=False)
             if create and repo.read_ref(f"refs/heads/{name}") == commit:
                 repo.git("branch", "-D", name, check=False)
         raise
-    written = write_planned(root, planned)
     return CheckoutResult(
         rec,
         "in-place",

@@ -87,7 +87,7 @@ def code_diff(repo: Repo, a: RunRecord, b: RunRecord, patch: bool = False) -> di
             same_tree = False
     if ca and cb and ca != cb and not same_tree:
         args = ["diff", "--no-color", "--no-ext-diff"] + ([] if patch else ["--stat"])
-        proc = repo.git(*args, ca, cb, check=False)
+        proc = repo.git(*args, "--end-of-options", ca, cb, check=False)
         text = (
             proc.stdout.decode(errors="replace")
             if proc.returncode == 0

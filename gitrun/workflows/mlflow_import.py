@@ -310,8 +310,9 @@ def _artifacts(repo: Repo, client: Any, run_id: str) -> dict[str, Artifact]:
             print(f"gitrun: {p}", file=sys.stderr)
         for full, rel_path, _ in w.files:
             rel = safe_artifact_path(rel_path)
-            blob, sha256, size = artwalk.store_file(repo, full, rel_path)
-            out[rel] = Artifact(rel, size, sha256, "git", blob)
+            art = artwalk.store_artifact(repo, full, rel_path)
+            art.path = rel
+            out[rel] = art
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -22,12 +22,13 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .._git import Repo, git_env
+from .._git import lfs as git_lfs
 from ..capture import settings as config
-from ..errors import GitrunError, RemoteError
-from ..format import registry, store
+from ..errors import GitError, GitrunError, RemoteError
+from ..format import large, lfs, registry, store
 from ..format.layout import (
     FORMAT_FILE,
     MODELS_REF,
@@ -51,6 +52,9 @@ class SyncResult:
     attempts: int = 1
     models_arrived: bool = False  # the model registry (refs/gitrun/models) took theirs in
     models_sent: bool = False  # the remote's model registry took ours
+    large_sent: int = 0  # large-artifact objects uploaded through Git LFS
+    large_fetched: int = 0  # large-artifact objects downloaded through Git LFS
+    warnings: list[str] = field(default_factory=list)  # sentences the CLI prints
 
     def _models(self) -> str:
         what = [
@@ -62,11 +66,15 @@ class SyncResult:
         if not self.remote_has_runs:
             return f"Remote '{self.remote}' has no gitrun runs yet; nothing to pull."
         how = " (merged with local runs)" if self.merged else ""
+        if self.large_fetched:
+            how += f", with {_large(self.large_fetched)} through Git LFS"
         return f"Pulled {_runs(self.arrived)} from '{self.remote}'{how}." + self._models()
 
     def push_summary(self) -> str:
         if self.sent:
             text = f"Pushed {_runs(self.sent)} to '{self.remote}'"
+            if self.large_sent:
+                text += f", with {_large(self.large_sent)} through Git LFS"
         else:
             text = f"Nothing to push: '{self.remote}' already has every run here"
         if self.arrived:
@@ -78,6 +86,10 @@ class SyncResult:
 
 def _runs(n: int) -> str:
     return f"{n} run" + ("" if n == 1 else "s")
+
+
+def _large(n: int) -> str:
+    return f"{n} large artifact" + ("" if n == 1 else "s")
 
 
 # ---------------------------------------------------------------------------
@@ -383,9 +395,91 @@ def pull(
     theirs = fetch(repo, name, quiet) if fetch_first else repo.read_ref(remote_runs_ref(name))
     if theirs is None:
         return SyncResult(remote=name, remote_has_runs=False)
-    result = join(repo, theirs, name)
+    before = store.list_run_trees(repo)
+    their_runs = check_history(repo, theirs, f"remote '{name}'")
+    result = join(repo, theirs, name, their_runs)
     result.models_arrived = join_models(repo, name)
+    if fetch_first:  # --no-fetch stays off the network: checkout fetches on demand
+        arrived = {rid: t for rid, t in their_runs.items() if before.get(rid) != t}
+        _fetch_large(repo, name, arrived, result, quiet)
     return result
+
+
+def _fetch_large(
+    repo: Repo, remote: str, runs: dict[str, str], result: SyncResult, quiet: bool
+) -> None:
+    """Bring the Git LFS objects of the runs that arrived; what cannot be had is a warning
+    (the runs still show, search and diff; checkout names what is missing)."""
+    arts = [a for _rid, a in large.lfs_artifacts(repo, runs)]
+    if not arts or all(lfs.has_object(repo, a.sha256, a.size) for a in arts):
+        return
+    if git_lfs.version() is None:
+        result.warnings.append(
+            f"The pulled runs keep {_large(len(arts))} in Git LFS, which is not installed, "
+            f"so their content was not fetched; {git_lfs.INSTALL_HINT}, then `gitrun "
+            "checkout` fetches it."
+        )
+        return
+    got, missing = large.fetch_lfs(repo, remote, arts, quiet)
+    result.large_fetched = got
+    if missing:
+        names = ", ".join(repr(a.path) for a in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        result.warnings.append(
+            f"The content of {_large(len(missing))} ({names}{more}) is not on remote "
+            f"'{remote}'; those runs show, search and diff, but `gitrun checkout` cannot "
+            "restore them until the clone that recorded them runs `gitrun push`."
+        )
+
+
+def _push_large(
+    repo: Repo,
+    remote: str,
+    local: str,
+    their_runs: dict[str, str],
+    result: SyncResult,
+    pushed: set[str],
+    quiet: bool,
+) -> bool:
+    """Upload the Git LFS objects of the runs about to be pushed, before the ref moves, so
+    the remote never holds a run whose content it lacks.  RemoteError (nothing pushed)
+    when Git LFS is missing or the upload fails.  An object this clone lacks (a
+    teammate's run never fetched here) is fetched from the other remotes first; one that
+    is nowhere is a warning, and True tells the caller that git-lfs's pre-push hook must
+    let the push through without it (the run shows, searches and diffs everywhere, and
+    checkout names what is missing)."""
+    ours = store.list_run_trees(repo, local)
+    sending = {rid: t for rid, t in ours.items() if their_runs.get(rid) != t}
+    arts = {a.sha256: a for _rid, a in large.lfs_artifacts(repo, sending) if a.sha256 not in pushed}
+    if not arts:
+        return False
+    if git_lfs.version() is None:
+        raise RemoteError(
+            f"The runs to push keep {_large(len(arts))} in Git LFS, and Git LFS is not "
+            f"installed; {git_lfs.INSTALL_HINT} and run gitrun push again (nothing was pushed)."
+        )
+    absent = [a for oid, a in arts.items() if not lfs.has_object(repo, oid, a.size)]
+    for other in [r for r in remotes(repo) if r != remote] if absent else []:
+        absent = large.fetch_lfs(repo, other, absent, quiet)[1]
+        if not absent:
+            break
+    here = sorted(oid for oid, a in arts.items() if lfs.has_object(repo, oid, a.size))
+    if absent:
+        names = ", ".join(repr(a.path) for a in absent[:3])
+        result.warnings.append(
+            f"The content of {_large(len(absent))} ({names}) is neither in this clone nor "
+            f"on its other remotes, so '{remote}' gets the runs without it (they show, "
+            "search and diff; checkout names what is missing)."
+        )
+    try:
+        git_lfs.push(repo, remote, here, quiet)
+    except GitError as e:
+        raise RemoteError(
+            f"{str(e).rstrip('.')}; nothing was pushed, fix that and run gitrun push again."
+        ) from None
+    pushed.update(arts)
+    result.large_sent += len(here)
+    return bool(absent)
 
 
 # ---------------------------------------------------------------------------
@@ -421,6 +515,8 @@ def push(
         got.attempts = 1
         return got
     last_err = ""
+    pushed: set[str] = set()  # LFS objects uploaded by an earlier attempt
+    incomplete = False  # some run's LFS object is nowhere to be had (warned about)
     for attempt in range(1, max_attempts + 1):
         theirs = fetch(repo, name, quiet, verb="push")
         their_runs: dict[str, str] = {}
@@ -437,8 +533,12 @@ def push(
         if theirs == local and models == their_models:
             total.sent, total.attempts = 0, attempt
             return total
+        # Large artifacts first, then the ref: nothing on the remote refers to missing content.
+        incomplete = _push_large(repo, name, local, their_runs, total, pushed, quiet) or incomplete
         # No --no-verify: a pre-push hook (git-lfs) may need to upload what the code commits use.
         args = ["push", "--porcelain", _progress_flag(quiet), name]
+        if incomplete:
+            args = ["-c", "lfs.allowincompletepush=true", *args]
         refspecs = [f"{RUNS_REF}:{RUNS_REF}"] + ([f"{MODELS_REF}:{MODELS_REF}"] if models else [])
         rc, out, err = _transport(repo, [*args, *refspecs], quiet)
         status = _push_status(out)
