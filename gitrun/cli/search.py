@@ -120,10 +120,22 @@ def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
     show_default=True,
     help="Which runs by lifecycle stage.",
 )
+@click.option(
+    "--parent", metavar="RUN", help="Only the child runs of RUN (a sweep's trials, nested runs)."
+)
 @format_option()
 @quiet_option
 def search(
-    filter_string, experiments, all_experiments, order_by, max_results, columns, view, fmt, quiet
+    filter_string,
+    experiments,
+    all_experiments,
+    order_by,
+    max_results,
+    columns,
+    view,
+    parent,
+    fmt,
+    quiet,
 ):
     """Search runs with MLflow's filter syntax (plus OR, NOT, parentheses, IN).
 
@@ -137,6 +149,7 @@ def search(
       gitrun search "metrics.f1 > 0.9 and params.model = 'gb'" --order-by "metrics.f1 DESC"
       gitrun search -e churn --columns run_id,params.depth,metrics.acc --format csv
       gitrun search --all-experiments "metrics.loss.min < 0.1 or tags.best = 'yes'"
+      gitrun search --parent my-sweep --order-by "metrics.f1 DESC" --max-results 5
     """
     import os
     import warnings
@@ -160,6 +173,12 @@ def search(
         exps = resolve_experiments(r, None, list(experiments) or None, all_experiments)
     lifecycles = {"active": ("active",), "deleted": ("deleted",), "all": None}[view]
     warn_unknown_keys(r, filter_string, order_by)
+    if parent is not None:
+        from ..query.resolve import resolve
+
+        pid = resolve(r, parent)  # a run id: hex only, safe inside the quotes
+        clause = f"tags.mlflow.parentRunId = '{pid}'"
+        filter_string = f"({filter_string}) and {clause}" if filter_string.strip() else clause
     rows = []
     if exps != []:
         rows = do_search(

@@ -10,6 +10,8 @@ Refs (shared ones travel with `git push`/`git fetch`):
     refs/remotes/<remote>/gitrun/models remote_models_ref(): a mirror of a remote's registry
     refs/gitrun/live/<run_id>          live_ref(): keeps a live run's objects from `git gc`
     gitrun/<id8>                       checkout_branch(): the branch `gitrun checkout` makes
+    refs/gitrun/sweeps/<run_id>        sweep_code_ref(): a Dask sweep's code commit, pushed to
+                                       the remote for its workers while the sweep runs
 
 The tree of RUNS_REF (format version 1):
     gitrun.yaml                        FORMAT_FILE
@@ -32,6 +34,9 @@ Local, unshared state in <git common dir>/gitrun/ (Repo.gitrun_dir, named in _gi
     cache/inputs.json                  input_cache_path(): stat cache of input hashes
     index.sqlite                       index_path(): the search index (query/index.py)
     last-sweep                         sweep_marker(): when leftovers were last removed
+    worktrees/<name>/                  worktrees_root(): `gitrun sweep`'s trial worktrees, one
+                                       per worker slot (<name>.lock: held while in use;
+                                       <name>.chan/: the pruning channel of its trials)
     crash-<time>-<pid>.log             crash_log_name(): tracebacks of unexpected errors
     ref-lock-break                     REF_LOCK_BREAK: the mutex of stale ref-lock
                                        breakers; _git (below this layer) spells it itself
@@ -53,6 +58,7 @@ REMOTE_RUNS_REF = "refs/remotes/{remote}/gitrun/runs"
 MODELS_REF = "refs/gitrun/models"
 REMOTE_MODELS_REF = "refs/remotes/{remote}/gitrun/models"
 LIVE_REF_PREFIX = "refs/gitrun/live/"
+SWEEP_REF_PREFIX = "refs/gitrun/sweeps/"
 BRANCH_PREFIX = "gitrun/"
 
 
@@ -68,6 +74,11 @@ def remote_models_ref(remote: str) -> str:
 
 def live_ref(run_id: str) -> str:
     return LIVE_REF_PREFIX + run_id
+
+
+def sweep_code_ref(run_id: str) -> str:
+    """Where `gitrun sweep --executor dask` puts its code commit on the remote."""
+    return SWEEP_REF_PREFIX + run_id
 
 
 def checkout_branch(run_id: str) -> str:
@@ -131,7 +142,9 @@ CACHE_DIR = "cache"
 INDEX_FILE = "index.sqlite"
 INPUT_CACHE = "inputs.json"  # in cache/
 SWEEP_MARKER = "last-sweep"
+WORKTREES_DIR = "worktrees"  # gitrun sweep's trial worktrees (workflows/sweep_worker.py)
 CRASH_LOG = "crash-{stamp}-{pid}.log"
+BISECT_DIR = "bisect"  # bisect/<session>/: gitrun bisect's temporary worktree
 REF_LOCK_BREAK = "ref-lock-break"  # used by _git.repo (Repo.update_ref), which cannot import this
 
 
@@ -160,8 +173,17 @@ def index_path(repo: Repo) -> str:
     return os.path.join(repo.gitrun_dir, INDEX_FILE)
 
 
+def bisect_dir(repo: Repo) -> str:
+    return os.path.join(repo.gitrun_dir, BISECT_DIR)
+
+
 def sweep_marker(repo: Repo) -> str:
     return os.path.join(repo.gitrun_dir, SWEEP_MARKER)
+
+
+def worktrees_root(repo: Repo) -> str:
+    """Where `gitrun sweep` keeps one git worktree per worker slot while a sweep runs."""
+    return os.path.join(repo.gitrun_dir, WORKTREES_DIR)
 
 
 def crash_log_name(stamp: str, pid: int) -> str:

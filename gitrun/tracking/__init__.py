@@ -95,6 +95,7 @@ __all__ = [  # the fluent API, and what gitrun's own modules take from here
     "new_run",
     "new_run_id",
     "register_model",
+    "report",
     "safe_artifact_path",
     "set_experiment",
     "set_tag",
@@ -344,6 +345,53 @@ def _points(metrics: dict[str, Any], ts: int, step: int | None) -> list[Metric]:
     return [Metric(k, v, ts, 0 if step is None else step) for k, v in metrics.items()]
 
 
+# `gitrun sweep` tells a trial its objective metric and, when Optuna prunes, a directory
+# through which report() asks the sweep driver whether to stop (docs/sweep.md, "Pruning").
+ENV_SWEEP_OBJECTIVE = "GITRUN_SWEEP_OBJECTIVE"
+ENV_SWEEP_CHANNEL = "GITRUN_SWEEP_CHANNEL"
+SWEEP_REPORTS = "reports"  # in the channel: "<step>\t<value>" lines the trial appends
+SWEEP_ANSWERS = "answers"  # in the channel: "<step>\tprune|go" lines the driver appends
+PRUNED_TAG = "gitrun.sweep.pruned"
+REPORT_WAIT = 30.0  # seconds report() waits for the driver's answer before going on
+
+
+def report(step: int, value: float, key: str | None = None) -> bool:
+    """Log an intermediate objective value; True when the sweep says: stop this trial.
+
+    Logs `value` as the metric `key` (default: the sweep's objective, e.g. f1_score for
+    `--maximize metrics.f1_score`, else "objective") at `step`.  Under `gitrun sweep
+    --optuna` the driver hands it to the Optuna pruner and answers; a pruned trial is
+    tagged gitrun.sweep.pruned and should end now (return, or break out of its loop).
+    Elsewhere it only logs, and returns False."""
+    name = key or os.environ.get(ENV_SWEEP_OBJECTIVE) or "objective"
+    log_metric(name, value, step=step)
+    chan = os.environ.get(ENV_SWEEP_CHANNEL)
+    if not chan or not os.path.isdir(chan):
+        return False
+    line = f"{int(step)}\t{float(value)!r}\n".encode()
+    fd = os.open(os.path.join(chan, SWEEP_REPORTS), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    want = f"{int(step)}\t"
+    deadline = time.monotonic() + REPORT_WAIT
+    answers = os.path.join(chan, SWEEP_ANSWERS)
+    while time.monotonic() < deadline:
+        try:
+            with open(answers, encoding="utf-8") as f:
+                for got in f.read().splitlines():
+                    if got.startswith(want):
+                        if got[len(want) :] == "prune":
+                            set_tag(PRUNED_TAG, "true")
+                            return True
+                        return False
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    return False  # no driver answered (it is gone): go on
+
+
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
     if key == "mlflow.runName":
         check_run_name(str(value))
@@ -427,11 +475,16 @@ def log_input(
     context: str | None = None,
     tags: dict[str, str] | None = None,
     model: Any = None,
+    *,
+    store: bool = False,
 ) -> None:
     """Record data the run read, hashed, not copied (inputs.tsv): a path to a file or
     directory (`gitrun.log_input("data/train.csv", context="training")`), or MLflow's
     dataset from `gitrun.data.from_pandas` / `from_numpy` (kind "dataset").  `tags` are
-    accepted for MLflow's signature; gitrun keeps name, digest and context."""
+    accepted for MLflow's signature; gitrun keeps name, digest and context.  With
+    `store=True` a path's content is also kept with the run (artifacts under
+    gitrun.inputs/, large files in Git LFS or the artifact store), so `gitrun checkout`
+    and `gitrun rerun` can put it back."""
     from ..format.entities import Input
 
     live = live_run()
@@ -447,8 +500,20 @@ def log_input(
                 repo = Repo.discover(os.getcwd())
             except GitrunError:
                 pass
+        if store:
+            from ..capture import artwalk
+
+            lim = artwalk.api_limits(repo.work_tree, None, None)
+            inp, copies = inputs.store_path(repo, os.fspath(dataset), repo.work_tree, lim, ctx)
+            live.log_input(inp, copies)
+            return
         (inp,) = inputs.hash_paths(repo, [os.fspath(dataset)], ctx)
     else:
+        if store:
+            raise InvalidInputError(
+                "store=True keeps a copy of a file or directory; a dataset is recorded by its "
+                "digest only (log the data with log_artifact to keep it)."
+            )
         digest = getattr(dataset, "digest", None)
         if not isinstance(digest, str) or not digest:
             raise InvalidInputError(
