@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
         log_param,
         log_params,
         log_text,
+        report,
         set_experiment,
         set_tag,
         set_tags,
@@ -78,6 +79,7 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "report",
     "search_runs",
     "set_experiment",
     "set_tag",
@@ -93,10 +95,17 @@ _TRACKING = frozenset(__all__) - _ENTITIES - {"GitrunError", "MlflowException", 
 _LAZY = {
     "search_runs": ("gitrun.tracking.search", "search_runs"),
     "MlflowClient": ("gitrun.tracking.client", "MlflowClient"),
+    "autolog": ("gitrun.mlflow.autolog", "autolog"),
 }
 # MLflow's submodules, each a real module (gitrun/<name>.py): `from gitrun.models import ...`.
 _LAZY_MODULES = (
     "sklearn",
+    "xgboost",
+    "lightgbm",
+    "pytorch",
+    "keras",
+    "spark",
+    "pyspark",
     "pyfunc",
     "query",
     "entities",

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Keras 3 runs on the torch backend in tests (TensorFlow is not installed); it reads this
+# once, when first imported, so it is set before any test module imports keras or mlflow.keras.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Test User",
     "GIT_AUTHOR_EMAIL": "test@example.com",

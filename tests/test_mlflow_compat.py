@@ -599,7 +599,6 @@ def test_unimplemented_mlflow_names_raise_with_alternative(repo):
 
     for name, alt in [
         ("log_table", "log_dict"),
-        ("autolog", "sklearn.autolog"),
         ("log_inputs", "log_input"),
         ("evaluate", "log_metrics"),
     ]:

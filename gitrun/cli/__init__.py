@@ -33,6 +33,11 @@ COMMANDS = {
     "import-mlflow": "mlflow_import",
     "models": "models",
     "lineage": "lineage",
+    "ui": "ui",
+    "plot": "plot",
+    "report": "plot",
+    "sweep": "sweep",
+    "bisect": "bisect",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -10,7 +10,6 @@ from typing import Any, Callable, NoReturn
 # MLflow name -> what to use instead.  Accessing one gives a function that raises
 # NotImplementedError when called (hasattr() stays True, calling is never a silent no-op).
 NOT_IMPLEMENTED: dict[str, str] = {
-    "autolog": "call the flavor's autolog, e.g. gitrun.sklearn.autolog()",
     "log_inputs": "call gitrun.log_input once per dataset",
     "log_outputs": "log outputs with gitrun.log_artifact or gitrun.log_dict",
     "log_table": "write the table with gitrun.log_dict or gitrun.log_text (e.g. CSV)",
@@ -29,11 +28,7 @@ NOT_IMPLEMENTED: dict[str, str] = {
     "enable_system_metrics_logging": "log system metrics yourself with gitrun.log_metric",
     "disable_system_metrics_logging": "log system metrics yourself with gitrun.log_metric",
     "log_model": "use the flavor's log_model, e.g. gitrun.sklearn.log_model",
-    "pytorch": "only the sklearn flavor is built in; save with torch.save and gitrun.log_artifact",
     "tensorflow": "only the sklearn flavor is built in; save the model and gitrun.log_artifact",
-    "keras": "only the sklearn flavor is built in; save the model and gitrun.log_artifact",
-    "xgboost": "only the sklearn flavor is built in; use the sklearn API of xgboost",
-    "lightgbm": "only the sklearn flavor is built in; use the sklearn API of lightgbm",
     "transformers": "only the sklearn flavor is built in; save_pretrained and gitrun.log_artifacts",
     "openai": "gitrun records runs, not GenAI traces",
     "langchain": "gitrun records runs, not GenAI traces",
@@ -156,6 +151,12 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "exceptions": ("MlflowException",),
     "client": ("MlflowClient",),
     "sklearn": ("autolog", "load_model", "log_model", "save_model"),
+    "pytorch": ("autolog", "load_checkpoint", "load_model", "log_model", "save_model"),
+    "keras": ("autolog", "load_model", "log_model", "save_model"),
+    "xgboost": ("autolog", "load_model", "log_model", "save_model"),
+    "lightgbm": ("autolog", "load_model", "log_model", "save_model"),
+    "spark": ("load_model", "log_model", "save_model"),
+    "pyspark.ml": ("autolog",),
     "pyfunc": ("load_model",),
     "data": ("from_numpy", "from_pandas"),
 }

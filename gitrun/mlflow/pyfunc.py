@@ -14,6 +14,13 @@ from . import mlmodel
 
 # loader_module in MLmodel -> gitrun's implementation of that flavor
 _LOADERS = {"mlflow.sklearn": "gitrun.sklearn", "gitrun.sklearn": "gitrun.sklearn"}
+_LOADERS.update(  # torch and Keras models (gitrun/mlflow/pytorch.py, keras.py)
+    {f"{p}.{f}": f"gitrun.{f}" for f in ("pytorch", "keras") for p in ("mlflow", "gitrun")}
+)
+_LOADERS.update({"mlflow.spark": "gitrun.spark", "gitrun.spark": "gitrun.spark"})  # spark.py
+_LOADERS.update(  # xgboost and lightgbm models (gitrun/mlflow/xgboost.py, lightgbm.py)
+    {f"{p}.{f}": f"gitrun.{f}" for f in ("xgboost", "lightgbm") for p in ("mlflow", "gitrun")}
+)
 
 
 class PyFuncModel:

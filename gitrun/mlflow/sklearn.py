@@ -13,7 +13,6 @@ import pickle
 import shutil
 import sys
 import tempfile
-import threading
 import warnings
 from typing import Any
 
@@ -24,6 +23,7 @@ require("sklearn", "'gitrun-ml[sklearn]'")
 from .. import tracking  # noqa: E402
 from ..errors import InvalidInputError  # noqa: E402
 from ..query import artifacts  # noqa: E402
+from . import autolog as _autolog  # noqa: E402
 from . import mlmodel  # noqa: E402
 
 FLAVOR_NAME = "sklearn"
@@ -232,7 +232,6 @@ class _Config:
 
 
 _config = _Config()
-_state = threading.local()
 _patched: dict[tuple[type, str], Any] = {}
 
 
@@ -256,13 +255,35 @@ class _PatchedMethod:
         return call
 
 
-def _estimator_classes() -> list[type]:
-    from sklearn.base import BaseEstimator
-    from sklearn.utils import all_estimators
+_SKIPPED_PARTS = {"tests", "externals", "setup", "conftest", "experimental", "estimator_checks"}
 
+
+def _import_public_modules(path: Any, prefix: str) -> None:
+    """Import sklearn's public modules, as sklearn.utils.all_estimators does, but without
+    importing its vendored packages (sklearn.externals.array_api_compat.torch imports torch)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(path, prefix):
+        parts = info.name.split(".")
+        if any(p in _SKIPPED_PARTS or p.startswith("_") for p in parts[1:]):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:
+            continue  # an optional dependency of that module is missing
+        if info.ispkg:
+            _import_public_modules(module.__path__, info.name + ".")
+
+
+def _estimator_classes() -> list[type]:
+    import sklearn
+    from sklearn.base import BaseEstimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _import_public_modules(sklearn.__path__, "sklearn.")
     seen: dict[type, None] = {}
-    for _name, cls in all_estimators():
-        seen[cls] = None
     todo = [BaseEstimator]
     while todo:  # also subclasses defined by the user or by other libraries
         c = todo.pop()
@@ -282,10 +303,17 @@ _EXCLUDED_MODULES = (
     "sklearn.feature_selection",
 )
 _EXCLUDED_CLASSES = ("sklearn.compose._column_transformer.ColumnTransformer",)
+# Estimators of frameworks with a flavor of their own (XGBClassifier, LGBMRegressor) are
+# autologged by that flavor, as in MLflow.
+_OWN_FLAVOR = tuple(
+    f.framework for name, f in _autolog.AUTOLOG_FLAVORS.items() if name != FLAVOR_NAME
+)
 
 
 def _excluded(cls: type) -> bool:
     module = getattr(cls, "__module__", "") or ""
+    if module.split(".")[0] in _OWN_FLAVOR:
+        return True
     return module.startswith(_EXCLUDED_MODULES) or (f"{module}.{cls.__name__}" in _EXCLUDED_CLASSES)
 
 
@@ -306,15 +334,24 @@ def autolog(
     extra_tags: dict[str, Any] | None = None,
 ) -> None:
     """Log every top-level `fit` of a scikit-learn estimator (params, tags, metrics, model)."""
+    _autolog.configure(
+        FLAVOR_NAME,
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        disable=disable,
+        exclusive=exclusive,
+        disable_for_unsupported_versions=disable_for_unsupported_versions,
+        silent=silent,
+        extra_tags=extra_tags,
+        registered_model_name=registered_model_name,
+    )
     if disable:
         for (cls, meth), original in _patched.items():
             setattr(cls, meth, original)
         _patched.clear()
         return
-    if registered_model_name is not None:
-        from ..format.registry import check_model_name
-
-        check_model_name(registered_model_name)  # refused now, not after the first fit
     if max_tuning_runs is not None and max_tuning_runs < 0:
         raise InvalidInputError(
             f"`max_tuning_runs` must be non-negative, instead got {max_tuning_runs}."
@@ -341,29 +378,19 @@ def autolog(
 
 
 def _fit(estimator: Any, bound: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if getattr(_state, "depth", 0) > 0:  # a fit inside a fit: Pipeline steps, CV internals
-        return bound(*args, **kwargs)
-    _state.depth = 1
-    try:
-        started = tracking.active_run() is None
-        if started:
-            tracking.start_run()
-        try:
+    with _autolog.outermost() as top:  # a fit inside a fit: Pipeline steps, CV internals
+        if not top or not _autolog.enabled(FLAVOR_NAME):
+            return bound(*args, **kwargs)
+        with _autolog.autolog_run(FLAVOR_NAME) as live:
+            if live is None:  # exclusive=True and the user's run is active
+                return bound(*args, **kwargs)
             result = bound(*args, **kwargs)
-        except BaseException:
-            if started:
-                tracking.end_run("FAILED")
-            raise
-        try:
-            _log_fit(estimator, args, kwargs, started)
-        except Exception as e:  # logging must never break the user's training
-            if not _config.silent:
-                warnings.warn(f"gitrun autolog could not log the fit: {e}", stacklevel=3)
-        if started:
-            tracking.end_run("FINISHED")
-        return result
-    finally:
-        _state.depth = 0
+            try:
+                _log_fit(estimator, args, kwargs)
+            except Exception as e:  # logging must never break the user's training
+                if not _config.silent:
+                    warnings.warn(f"gitrun autolog could not log the fit: {e}", stacklevel=3)
+            return result
 
 
 def _xy(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -377,9 +404,7 @@ def _warn(msg: str) -> None:
         print(f"gitrun autolog: {msg}", file=sys.stderr)
 
 
-def _log_fit(
-    estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], started: bool = False
-) -> None:
+def _log_fit(estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     live = tracking.live_run()
     search = _is_search(estimator)
     try:  # a search's seed estimator is untuned: MLflow logs a search's params shallowly
@@ -392,10 +417,6 @@ def _log_fit(
         except Exception as e:
             _warn(f"param '{k}' not logged ({e})")
     for k, v in _estimator_tags(estimator).items():
-        live.set_tag(k, v)
-    if started:
-        live.set_tag("mlflow.autologging", FLAVOR_NAME)
-    for k, v in (_config.extra_tags or {}).items():
         live.set_tag(k, v)
     if _config.log_models:
         log_model(
