@@ -116,6 +116,8 @@ class DiskError(GitrunError):
 class ArtifactUnavailableError(GitrunError):
     """A large artifact's content is in no store gitrun could reach (format/large.py)."""
 
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
 
 class MissingDependencyError(GitrunError, ImportError):
     """An optional dependency (scikit-learn, mlflow) is not installed."""

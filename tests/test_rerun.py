@@ -289,3 +289,23 @@ def test_ls_in_a_fresh_clone_points_at_pull(tmp_path, bare_remote):
     git(tmp_path, "clone", "-q", str(bare_remote), str(clone))
     p = run_cli("ls", cwd=clone)
     assert p.returncode == 0 and "gitrun pull origin" in p.stderr
+
+
+def test_a_logged_model_reproduces_though_its_mlmodel_names_a_new_run(repo):
+    """MLmodel holds the run id, a uuid and a time: a rerun that logs the same model still
+    reproduces."""
+    pytest.importorskip("sklearn")
+    (repo / "fit.py").write_text(
+        "import sys, gitrun.sklearn\n"
+        "from sklearn.linear_model import LinearRegression\n"
+        "y = [0.0, float(open('slope.txt').read())]\n"
+        "gitrun.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], y), 'model')\n"
+    )
+    (repo / "slope.txt").write_text("1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "fit")
+    p = run_cli("record", "-q", "-n", "m", "--", sys.executable, "fit.py", cwd=repo)
+    assert p.returncode == 0, p.stderr
+    p = run_cli("rerun", "m", cwd=repo)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Reproduced" in p.stdout

@@ -76,7 +76,9 @@ def test_a_crafted_code_commit_never_reaches_git_as_an_option(repo):
         code={"commit": f"--output={repo}/pwned", "head": "--help", "snapshot": None},
     )
     old = r.read_ref(store.RUNS_REF)
-    root = store.put_run_dirs(r, store.tip_tree(r, old), {evil.run_id: store.write_run_tree(r, evil)})
+    root = store.put_run_dirs(
+        r, store.tip_tree(r, old), {evil.run_id: store.write_run_tree(r, evil)}
+    )
     assert r.cas_ref(store.RUNS_REF, r.write_commit(root, [old], "crafted\n"), old, "test")
     for args in (["diff", "ok", "crafted"], ["checkout", "crafted"], ["rerun", "crafted"]):
         p = run_cli(*args, cwd=repo)

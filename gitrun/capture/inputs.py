@@ -1,10 +1,10 @@
-"""Hashing the data a run read (inputs.tsv), not copying it.
+"""Hashing the data a run read (inputs.tsv), and copying it only when asked (`store_path`).
 
 * a file: `sha256:<hex>` of its content, and its size;
 * a directory: `sha256:<hex>` over the sorted lines `<relative path>\\t<sha256>\\t<size>\\n`
-  of its files, walked by artwalk's safe walk (symlinks never lead out of it, special
-  files and `.git` skipped); the first MAX_MEMBERS files are listed in the run, the
-  digest always covers all of them;
+  of its files (format.store.dir_digest), walked by artwalk's safe walk (symlinks never
+  lead out of it, special files and `.git` skipped); the first MAX_MEMBERS files are
+  listed in the run with the count of all, the digest always covers all of them;
 * a dataset (pandas / numpy, `gitrun.data`): see gitrun/data.py.
 
 A stat cache (layout.input_cache_path, a small JSON file) maps (path, size, mtime_ns,
@@ -21,6 +21,7 @@ import stat
 from typing import Any
 
 from ..errors import InvalidInputError
+from ..format import store
 from ..format.entities import Input
 from ..format.layout import input_cache_path
 
@@ -56,9 +57,13 @@ class StatCache:
             return e[3]
         digest = _hash_file(path, shown)
         stats["reads"] += 1
-        self.entries[key] = [*sig, digest]
-        self.changed = True
+        self.remember(path, st, digest)
         return digest
+
+    def remember(self, path: str, st: os.stat_result, digest: str) -> None:
+        """`path`, as `st` says it is, has content `digest` (sha256 hex)."""
+        self.entries[os.path.abspath(path)] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
+        self.changed = True
 
     def save(self) -> None:
         if not self.changed or self.path is None:
@@ -127,18 +132,87 @@ def hash_path(
     if not stat.S_ISDIR(st.st_mode):
         raise InvalidInputError(f"Input '{shown}' is not a regular file or a directory.")
     w = walk(path, Limits(0, 0), shown, "input")
-    lines = []
-    total = 0
-    members: list[tuple[str, int, str]] = []
-    for full, rel, _size in sorted(w.files, key=lambda f: f[1]):
+    listing: list[tuple[str, str, int]] = []
+    for full, rel, _size in w.files:
         fst = os.stat(full)
-        digest = cache.sha256(full, fst, f"{shown}/{rel}")
-        lines.append(f"{rel}\t{digest}\t{fst.st_size}\n")
-        total += fst.st_size
-        if len(members) < MAX_MEMBERS:
-            members.append((rel, fst.st_size, "sha256:" + digest))
-    h = hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape"))
-    return Input(name, "dir", total, "sha256:" + h.hexdigest(), context, members)
+        listing.append((rel, cache.sha256(full, fst, f"{shown}/{rel}"), fst.st_size))
+    return _dir_input(name, listing, context)
+
+
+def _dir_input(name: str, listing: list[tuple[str, str, int]], context: str) -> Input:
+    """A "dir" Input from its files' (relative path, sha256 hex, size): the digest over all
+    of them, the first MAX_MEMBERS listed, and their count."""
+    listing.sort()
+    members = [(rel, size, "sha256:" + sha) for rel, sha, size in listing[:MAX_MEMBERS]]
+    total = sum(size for _rel, _sha, size in listing)
+    digest = store.dir_digest(listing)
+    return Input(name, "dir", total, digest, context, members, len(listing))
+
+
+def store_path(
+    repo: Any, path: str, root: str | None, lim: Any, context: str = "", how: str = "api"
+) -> tuple[Input, list[tuple[str, Any]]]:
+    """`--store` / log_input(path, store=True): the Input of a file or directory and its
+    stored copy, as (artifact path, format.entities.Artifact) pairs under
+    store.STORED_INPUTS/<input path>.  Each file goes through the artifact machinery
+    (a git blob, or Git LFS / the object store at the large-file threshold, streamed); a
+    directory is walked as a directory artifact is, within the artifact limits `lim`
+    (artwalk.Limits; ArtifactLimitError before anything is stored).  The digest is the
+    one of the content stored, so copy and record always agree."""
+    from .artwalk import CONTROL_CHARS, walk
+
+    if any(c in path for c in CONTROL_CHARS) or any(c in context for c in CONTROL_CHARS):
+        raise InvalidInputError(f"Input {path!r} or its context contains control characters.")
+    name = input_name(path, root)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidInputError(f"Input '{path}' does not exist; check the path.") from None
+    except OSError as e:
+        raise InvalidInputError(f"Input '{path}' cannot be read ({e.strerror}).") from None
+    if os.path.isabs(name):
+        raise InvalidInputError(
+            f"Input '{path}' is outside the repository work tree, and a stored copy is kept "
+            "only for inputs inside it (restored at the same path); copy the data into the "
+            "repository, or record the input without storing it."
+        )
+    base = store.stored_input_path(name)
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        raise InvalidInputError(f"Input '{path}' is not a regular file or a directory.")
+    cache = StatCache(repo)
+    try:
+        if stat.S_ISREG(st.st_mode):
+            art = _store_one(repo, cache, path, path)
+            copy = [(base, art)]
+            return Input(name, "file", art.size, "sha256:" + art.sha256, context), copy
+        w = walk(path, lim, path, how)
+        copies: list[tuple[str, Any]] = []
+        listing: list[tuple[str, str, int]] = []
+        for full, rel, _size in w.files:
+            art = _store_one(repo, cache, full, f"{path.rstrip('/')}/{rel}")
+            copies.append((f"{base}/{rel}", art))
+            listing.append((rel, art.sha256, art.size))
+        return _dir_input(name, listing, context), copies
+    finally:
+        cache.save()
+
+
+def _store_one(repo: Any, cache: StatCache, path: str, shown: str) -> Any:
+    """Store one file as an artifact; when it did not change while it was read (same size,
+    mtime and inode before and after), its digest goes into the stat cache too, so that
+    checking the input later costs a stat, not another read."""
+    from .artwalk import store_artifact
+
+    before = os.stat(path)
+    art = store_artifact(repo, path, shown)
+    try:
+        after = os.stat(path)
+    except OSError:
+        return art
+    sig = [before.st_size, before.st_mtime_ns, before.st_ino]
+    if sig == [after.st_size, after.st_mtime_ns, after.st_ino] and art.size == after.st_size:
+        cache.remember(path, after, art.sha256)
+    return art
 
 
 def hash_paths(repo: Any, paths: list[str], context: str = "") -> list[Input]:

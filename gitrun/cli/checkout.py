@@ -112,7 +112,8 @@ def rerun(run, rtol, atol, in_place, keep, env_diff_only, allow_changed_inputs, 
     every final metric (within --rtol/--atol, default exact), every artifact's sha256
     and the exit code, prints a table and a verdict. Exit code: 0 when reproduced,
     1 when anything differs (named in the message), so it can gate CI. A run whose
-    inputs (-i, log_input) changed content since is refused, naming them.
+    inputs (-i, log_input) changed content since is refused, naming them, unless the
+    run kept a copy of them (-i PATH --store): the rerun's worktree gets that copy.
 
     \b
     Example:

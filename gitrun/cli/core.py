@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -42,6 +43,12 @@ from .common import (
     help="File or directory the command reads: hashed (not copied) before it runs.",
 )
 @click.option(
+    "--store",
+    "store_inputs",
+    is_flag=True,
+    help="Also keep a copy of each -i input with the run (restored by checkout and rerun).",
+)
+@click.option(
     "--params-file",
     metavar="FILE",
     help="YAML/JSON file logged as flat params (default: params.yaml when present).",
@@ -62,6 +69,11 @@ from .common import (
     metavar="SIZE",
     help="At most SIZE bytes per -a directory, e.g. 5GB (default 2GB; 0: no limit).",
 )
+@click.option(
+    "--autolog",
+    is_flag=True,
+    help="Autolog the ML frameworks a Python command imports (as GITRUN_AUTOLOG=1 does).",
+)
 @quiet_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(
@@ -71,10 +83,12 @@ def record(
     tags,
     artifacts,
     inputs,
+    store_inputs,
     params_file,
     metrics_file,
     max_artifact_files,
     max_artifact_size,
+    autolog,
     quiet,
     command,
 ):
@@ -94,6 +108,8 @@ def record(
       gitrun record -n rf-baseline -e churn -p seed=1 -- python train.py --depth 8
       gitrun record -a models --max-artifact-files 50000 -- python train.py
       gitrun record -i data/train.csv -i data/images/ -- python train.py
+      gitrun record -i data/train.csv --store -- python train.py
+      gitrun record --autolog -- python train_xgboost.py
     """
     from ..workflows.record import RecordOptions
     from ..workflows.record import record as do_record
@@ -106,11 +122,13 @@ def record(
         tags=key_values(tags, "Tag", "-t"),
         artifacts=list(artifacts),
         inputs=list(inputs),
+        store_inputs=store_inputs,
         params_file=params_file,
         metrics_file=metrics_file,
         quiet=quiet,
         max_artifact_files=max_artifact_files,
         max_artifact_size=max_artifact_size,
+        autolog=autolog,
     )
     code, _rec = do_record(opts)
     sys.exit(code)
@@ -139,14 +157,19 @@ def _ls_rows(recs, metric_cols):
 @click.option("-e", "--experiment", "experiments", multiple=True, help="Only these experiments.")
 @max_results_option("-n", "--max-results", default=20, zero_means_all=True)
 @click.option("--all", "show_all", is_flag=True, help="Show every run.")
+@click.option(
+    "--parent", metavar="RUN", help="Only the child runs of RUN (a sweep's trials, nested runs)."
+)
 @format_option()
 @quiet_option
-def ls_cmd(experiments, max_results, show_all, fmt, quiet):
-    """List recent runs, newest first (runs in progress show as RUNNING).
+def ls_cmd(experiments, max_results, show_all, parent, fmt, quiet):
+    """List recent runs, newest first (runs in progress show as RUNNING); in the table a
+    parent's child runs (a sweep's trials, nested runs) are indented under it.
 
     \b
     Example:
       gitrun ls -e churn -n 50
+      gitrun ls --parent my-sweep -n 0
     """
     from ..query import api
 
@@ -154,12 +177,25 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
     progress = index_progress(quiet)
     r = repo()
     check_experiment_names(r, experiments, progress)
-    recs = api.list_runs(
-        r,
-        experiments=list(experiments) or None,
-        max_results=None if show_all or max_results == 0 else max_results,
-        progress=progress,
-    )
+    limit = None if show_all or max_results == 0 else max_results
+    if parent is not None:
+        from ..query.index import search
+        from ..query.resolve import resolve
+
+        pid = resolve(r, parent)  # a run id: hex only, safe inside the quotes
+        rows = search(
+            r,
+            f"tags.mlflow.parentRunId = '{pid}'",
+            experiments=list(experiments) or None,
+            lifecycles=None,
+            max_results=limit,
+            progress=progress,
+        )
+        recs = [x.to_record() for x in rows]
+    else:
+        recs = api.list_runs(
+            r, experiments=list(experiments) or None, max_results=limit, progress=progress
+        )
     metric_cols: list[str] = []
     for rec in recs:
         for k in rec.metrics:
@@ -187,7 +223,41 @@ def ls_cmd(experiments, max_results, show_all, fmt, quiet):
         )
         return
     cols = ["run", "name", "experiment", "status", "started", "duration"] + metric_cols
-    click.echo(render(cols, _ls_rows(recs, metric_cols), fmt))
+    recs, depth = _grouped(recs)
+    rows = _ls_rows(recs, metric_cols)
+    for row, d in zip(rows, depth):
+        row[1] = "  " * d + str(row[1])
+    click.echo(render(cols, rows, fmt))
+
+
+def _grouped(recs: list[Any]) -> tuple[list[Any], list[int]]:
+    """Each run listed followed by its listed child runs (tags.mlflow.parentRunId), newest
+    first at every level; (runs, depth of each)."""
+    ids = {x.run_id for x in recs}
+    kids: dict[str, list[Any]] = {}
+    for x in recs:
+        p = x.tags.get("mlflow.parentRunId")
+        if p in ids and p != x.run_id:
+            kids.setdefault(p, []).append(x)
+    out: list[Any] = []
+    depth: list[int] = []
+    seen: set[str] = set()
+
+    def visit(x: Any, d: int) -> None:
+        if x.run_id in seen:
+            return
+        seen.add(x.run_id)
+        out.append(x)
+        depth.append(d)
+        for c in kids.get(x.run_id, []):
+            visit(c, d + 1)
+
+    for x in recs:
+        if x.tags.get("mlflow.parentRunId") not in ids:
+            visit(x, 0)
+    for x in recs:  # a cycle of parents (crafted tags): listed all the same
+        visit(x, 0)
+    return out, depth
 
 
 @cli.command()
@@ -262,14 +332,25 @@ def show(run, fmt):
     out.append("artifacts" + ("" if rec.artifacts else "   (none)"))
     w = max((len(k) for k in rec.artifacts), default=0)
     for a in rec.artifacts.values():
-        out.append(f"  {a.path.ljust(w)}  {fmt_size(a.size):>9}  sha256 {a.sha256[:16]}")
+        where = "" if a.storage == "git" else f" ({a.storage})"  # not a git blob: lfs, store
+        size = f"{fmt_size(a.size):>9}{where}"
+        out.append(f"  {a.path.ljust(w)}  {size}  sha256 {a.sha256[:16]}")
     if rec.inputs:
+        from ..format.store import stored_copies
+
         out.append("inputs")
         w = max(len(i.path) for i in rec.inputs.values())
+        stored = stored_copies(rec)
         for i in rec.inputs.values():
             state = now.get(i.path, ("", None))[0]
             digest = i.digest.split(":", 1)[-1][:16]
-            extra = f"  ({i.context})" if i.context else ""
+            notes = [i.context] if i.context else []
+            if i.files is not None:
+                listed = f", {len(i.members):,} listed" if len(i.members) < i.files else ""
+                notes.append(f"{i.files:,} files{listed}")
+            if i.path in stored:
+                notes.append("stored")
+            extra = f"  ({', '.join(notes)})" if notes else ""
             line = f"  {i.path.ljust(w)}  {i.kind:<7}  {fmt_size(i.size):>9}  sha256 {digest}"
             out.append(f"{line}  {state or '-'}{extra}")
     env = rec.env or {}

@@ -56,7 +56,8 @@ def lineage(target, fmt):
     """Trace data through runs: which runs read PATH and which run produced it, or for
     a RUN its inputs and the runs that produced them, recursively (A -> B -> C).
 
-    An artifact of one run whose content (sha256) is an input of another links them.
+    An artifact of one run whose content (sha256) is an input of another links them; so
+    does an artifact directory whose files (path, sha256, size) are a directory input's.
 
     \b
     Example:

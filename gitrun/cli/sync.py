@@ -104,7 +104,7 @@ def remote_runs(remote, fmt):
 
 
 @cli.command(name="config")
-@click.argument("key", type=click.Choice(CONFIG_KEYS))
+@click.argument("key", type=click.Choice(CONFIG_KEYS), metavar="KEY")
 @click.argument("value", required=False)
 def config_cmd(key, value):
     """Show or set a gitrun setting of this repository (kept in .git/config).

@@ -95,10 +95,11 @@ class Input(_Plain):
     """Data a run read (inputs.tsv): a file, a directory or a dataset, hashed not copied.
 
     `digest` is `sha256:<hex>`; for a directory it covers the sorted (path, sha256, size)
-    list of its files, of which `members` lists the first ones (path relative to it).
+    list of its files, of which `members` lists the first ones (path relative to it) and
+    `files` counts them all (None: not recorded, older runs).
     """
 
-    __slots__ = ("path", "kind", "size", "digest", "context", "members")
+    __slots__ = ("path", "kind", "size", "digest", "context", "members", "files")
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class Input(_Plain):
         digest: str,
         context: str = "",
         members: list[tuple[str, int, str]] | None = None,
+        files: int | None = None,
     ) -> None:
         self.path = path
         self.kind = kind  # "file", "dir" or "dataset"
@@ -115,6 +117,7 @@ class Input(_Plain):
         self.digest = digest
         self.context = context
         self.members: list[tuple[str, int, str]] = [] if members is None else members
+        self.files = files
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Input:
@@ -123,7 +126,9 @@ class Input(_Plain):
         text = (str(d["path"]), str(d["kind"]), str(d["digest"]), str(d.get("context") or ""))
         if any(c in v for v in text for c in "\t\n\r") or not text[0]:
             raise ValueError(f"bad input {d!r}")
-        return cls(text[0], text[1], int(d["size"]), text[2], text[3], members)
+        files = d.get("files")
+        count = int(files) if files is not None else None
+        return cls(text[0], text[1], int(d["size"]), text[2], text[3], members, count)
 
 
 class RunInfo(_Plain):

@@ -63,6 +63,7 @@ JOURNAL_VERSION = 2
 _CRC = re.compile(rb"\t#([0-9a-f]{8})\Z")
 SWEEP_EVERY = 24 * 3600  # seconds between sweeps of leftovers
 LEFTOVER_AGE = 3600  # temporary files older than this belong to dead processes
+LFS_TMP_AGE = 24 * 3600  # gitrun-* files in <lfs dir>/tmp: a large object being written
 
 
 is_run_id = store.is_run_id  # the one id rule, also for ids read back from journals
@@ -603,9 +604,11 @@ def _maybe_sweep(repo: Repo) -> None:
     sweep(repo)
 
 
-def sweep(repo: Repo, age: float = LEFTOVER_AGE) -> int:
+def sweep(repo: Repo, age: float = LEFTOVER_AGE, lfs_age: float = LFS_TMP_AGE) -> int:
     """Remove what processes that died left behind, as git does with its temporary
     files: index copies, temporary object and pack files, a .pack without its .idx,
+    gitrun's own temporary files in Git LFS's tmp directory (older than `lfs_age`: a
+    large artifact can take long to write; git-lfs's files there are never touched),
     and keeper refs of live runs that are gone.  Returns how many were removed."""
     now = time.time()
     removed = 0
@@ -642,6 +645,18 @@ def sweep(repo: Repo, age: float = LEFTOVER_AGE) -> int:
             for n in _listdir(d):
                 if n.startswith("tmp_obj_") and old(os.path.join(d, n)):
                     rm(os.path.join(d, n))
+    from . import lfs  # here: logging small artifacts never loads the large-file code
+
+    lfs_tmp = os.path.join(lfs.lfs_dir(repo), "tmp")
+    for n in _listdir(lfs_tmp):
+        p = os.path.join(lfs_tmp, n)
+        if n.startswith(lfs.TMP_PREFIX):
+            try:
+                stale = now - os.lstat(p).st_mtime > lfs_age
+            except OSError:
+                stale = False
+            if stale:
+                rm(p)
     live = set(_listdir(live_root(repo)))
     refs = repo.gitout("for-each-ref", "--format=%(refname)", LIVE_REF_PREFIX, check=False)
     for ref in refs.split():

@@ -28,6 +28,7 @@ CHUNK = 1 << 20  # read size of every streaming loop (constant memory)
 _OID = re.compile("[0-9a-f]{64}")
 _POINTER = re.compile(rb"version (\S+)\noid sha256:([0-9a-f]{64})\nsize (0|[1-9][0-9]{0,18})\n")
 MAX_POINTER = 1024  # git-lfs's own bound for a blob to be read as a pointer
+TMP_PREFIX = "gitrun-"  # gitrun's temporary files in <lfs dir>/tmp (journal.sweep's)
 
 
 def is_oid(value: object) -> bool:
@@ -90,7 +91,7 @@ def store_fd(repo: Repo, fd: int, shown: str, fsync: bool = True) -> tuple[str, 
     try:
         os.makedirs(tmp_dir, exist_ok=True)
         tmp = os.path.join(
-            tmp_dir, f"gitrun-{os.getpid()}-{threading.get_ident()}-{os.urandom(4).hex()}"
+            tmp_dir, f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{os.urandom(4).hex()}"
         )
         out = os.open(
             tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644

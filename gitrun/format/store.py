@@ -15,8 +15,9 @@ the tip tree is the union of history and two tips join by a tree union:
     runs/<id[:2]>/<id>/artifacts/...  artifact content (storage "git"), or its Git LFS
                                       pointer (storage "lfs": format/lfs.py, large.py)
     runs/<id[:2]>/<id>/inputs.tsv     data the run read: path kind size digest context
-                                      (only when it has inputs; "member" rows list a
-                                      directory input's first files)
+                                      [files] (only when it has inputs; "member" rows list
+                                      a directory input's first files; stored copies are
+                                      artifacts under gitrun.inputs/)
     runs/<id[:2]>/<id>/env.yaml       python, platform, packages
     runs/<id[:2]>/<id>/output.log     what `gitrun record` saw the command print
 
@@ -110,7 +111,13 @@ def run_files(rec: RunRecord) -> dict[str, bytes]:
         MANIFEST_FILE: textfmt.dump_tsv(art_cols, art_rows),
     }
     if rec.inputs:  # absent otherwise: runs without inputs look as they always did
-        files[INPUTS_FILE] = textfmt.dump_tsv(INPUT_COLUMNS, input_rows(rec.inputs))
+        rows: list[tuple[str, ...]] = list(input_rows(rec.inputs))
+        cols: tuple[str, ...] = INPUT_COLUMNS
+        counts = _file_counts(rec.inputs)
+        if any(c for c in counts):  # only then: inputs.tsv without directories reads as it did
+            cols += (FILES_COLUMN,)
+            rows = [(*row, c) for row, c in zip(rows, counts)]
+        files[INPUTS_FILE] = textfmt.dump_tsv(cols, rows)
     return files
 
 
@@ -120,7 +127,65 @@ LOCATION_COLUMN = "location"  # storage "store": the object store's URL prefix
 # its Git LFS pointer file ("lfs", format/lfs.py).  "store" (format/objstore.py) has none.
 TREE_KINDS = ("git", "lfs")
 INPUT_COLUMNS = ("path", "kind", "size", "digest", "context")
+FILES_COLUMN = "files"  # a sixth column: how many files a "dir" input has (listed or not)
 MEMBER = "member"  # an inputs.tsv row listing one file of the directory input above it
+# Stored copies of inputs (`gitrun record -i PATH --store`, log_input(path, store=True)) are
+# artifacts under this reserved directory, at <STORED_INPUTS>/<input path>; checkout and
+# rerun put them back at the input's path (docs/format.md, "Inputs").
+STORED_INPUTS = "gitrun.inputs"
+
+
+def is_stored_input(artifact_path: str) -> bool:
+    """Whether an artifact path is a stored copy of an input (under STORED_INPUTS/)."""
+    return artifact_path.startswith(STORED_INPUTS + "/")
+
+
+def stored_input_path(input_path: str) -> str:
+    """The artifact path of the stored copy of the input named `input_path` (relative to
+    the work tree root; "." is the root itself); a file of a directory input goes below."""
+    return STORED_INPUTS if input_path == "." else f"{STORED_INPUTS}/{input_path}"
+
+
+def dir_digest(files: Iterable[tuple[str, str, int]]) -> str:
+    """A directory's digest: `sha256:` over the lines "<relative path> TAB <sha256 hex> TAB
+    <size> LF" of its files sorted by path (a "dir" input's rule, and directory lineage's)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel, sha, size in sorted(files):
+        h.update(f"{rel}\t{sha}\t{size}\n".encode("utf-8", "surrogateescape"))
+    return "sha256:" + h.hexdigest()
+
+
+def stored_copies(rec: RunRecord) -> dict[str, list[Artifact]]:
+    """input path -> the artifacts holding its stored copy, for each file or directory input
+    whose copy is complete (its content, or its directory digest, is the input's digest)."""
+    if not rec.inputs or not any(is_stored_input(p) for p in rec.artifacts):
+        return {}
+    out: dict[str, list[Artifact]] = {}
+    for i in rec.inputs.values():
+        if os.path.isabs(i.path) or not i.digest.startswith("sha256:"):
+            continue
+        base = stored_input_path(i.path)
+        if i.kind == "file":
+            a = rec.artifacts.get(base)
+            if a is not None and "sha256:" + a.sha256 == i.digest and a.size == i.size:
+                out[i.path] = [a]
+        elif i.kind == "dir":
+            under = [a for p, a in rec.artifacts.items() if p.startswith(base + "/")]
+            listing = [(a.path[len(base) + 1 :], a.sha256, a.size) for a in under]
+            if under and dir_digest(listing) == i.digest:
+                out[i.path] = sorted(under, key=lambda a: a.path)
+    return out
+
+
+def _file_counts(inputs: dict[str, Input]) -> list[str]:
+    """The FILES_COLUMN of each row input_rows gives ("" for every row but a dir's)."""
+    out: list[str] = []
+    for i in inputs.values():
+        out.append(str(i.files) if i.kind == "dir" and i.files is not None else "")
+        out += [""] * len(i.members)
+    return out
 
 
 def input_rows(inputs: dict[str, Input]) -> list[tuple[str, str, str, str, str]]:
@@ -143,7 +208,8 @@ def parse_inputs(text: str) -> dict[str, Input]:
                 rel = path[len(last.path.rstrip("/")) + 1 :]
                 last.members.append((rel, int(size), digest))
             continue
-        last = out[path] = Input(path, kind, int(size), digest, context)
+        files = int(row[5]) if kind == "dir" and len(row) > 5 and row[5] else None
+        last = out[path] = Input(path, kind, int(size), digest, context, None, files)
     return out
 
 

@@ -149,12 +149,21 @@ class LiveRun:
                 a["location"] = location
         self.journal.write(journal.json_line("a", a))
 
-    def log_input(self, inp: Any) -> None:
-        """Journal one input (format.entities.Input), hashed by capture/inputs.py."""
+    def log_input(self, inp: Any, copies: Any = ()) -> None:
+        """Journal one input (format.entities.Input), hashed by capture/inputs.py, and its
+        stored copy when it has one: (artifact path, format.entities.Artifact) pairs under
+        the reserved store.STORED_INPUTS directory (capture.inputs.store_path)."""
+        from ..format.paths import check_artifact_path
+        from ..format.store import is_stored_input
+
         if any(c in v for v in (inp.path, inp.kind, inp.digest, inp.context) for c in "\t\n\r"):
             raise InvalidInputError(
                 f"Input {inp.path!r} has a control character in its name, digest or context."
             )
+        for dest, art in copies:
+            dest = check_artifact_path(dest)
+            assert is_stored_input(dest), dest
+            self._artifact(dest, art.blob, art.sha256, art.size, art.storage, art.location)
         self.journal.write(journal.json_line("i", inp.to_dict()))
 
     # -- ending -----------------------------------------------------------

@@ -17,8 +17,9 @@ def set_tracking_uri(uri: Any) -> None:
     text = "" if uri is None else str(uri)
     if "://" in text and not text.startswith("file://"):
         raise NotImplementedError(
-            f"gitrun has no tracking server, so set_tracking_uri('{text}') cannot work; "
-            "runs are recorded in the current git repository and shared with `gitrun push`."
+            f"gitrun has no tracking server to log to, so set_tracking_uri('{text}') cannot "
+            "work; runs are recorded in the current git repository and shared with "
+            "`gitrun push` (`gitrun ui` serves them read-only to MLflow clients)."
         )
     if text.startswith(("databricks", "sqlite:", "postgresql:", "mysql:")):
         raise NotImplementedError(

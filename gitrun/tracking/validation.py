@@ -172,10 +172,17 @@ def check_run_id(run_id: Any) -> str:
 # ---------------------------------------------------------------------------
 def safe_artifact_path(path: str) -> str:
     """An artifact destination inside the run, normalised; see gitrun/format/paths.py for
-    the rule."""
+    the rule.  The directory of stored inputs (format.store.STORED_INPUTS) is reserved."""
     from ..format.paths import check_artifact_path
+    from ..format.store import STORED_INPUTS, is_stored_input
 
-    return check_artifact_path(path)
+    out = check_artifact_path(path)
+    if out == STORED_INPUTS or is_stored_input(out):
+        raise InvalidInputError(
+            f"Artifact path '{out}' is reserved: {STORED_INPUTS}/ holds the stored copies of "
+            "inputs (gitrun record -i PATH --store); choose another artifact path."
+        )
+    return out
 
 
 def artifact_dest(local_path: str, artifact_path: str | None) -> str:

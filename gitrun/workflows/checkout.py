@@ -13,7 +13,10 @@ Where artifacts go: `gitrun record -a PATH` stores an artifact under its path re
 to the directory the command ran in (the run's ``cwd``), so checkout restores artifacts
 under ``<work tree>/<cwd>/``: a rerun of ``python train.py`` from that directory finds
 ``model.pkl`` where it wrote it.  API-only runs have no ``cwd``; theirs go under the
-work tree root.  ``artifacts_only=DIR`` puts them directly under DIR.
+work tree root.  ``artifacts_only=DIR`` puts them directly under DIR.  Stored copies of
+inputs (``-i PATH --store``: artifacts under ``gitrun.inputs/``) go back to the input's
+own path from the work tree root (``target_of``); with ``artifacts_only`` they stay under
+``DIR/gitrun.inputs/``.
 
 The manifest comes from history that may have been fetched from someone else, so every
 artifact path is checked before anything is written (by the rule in gitrun/paths.py, the
@@ -78,8 +81,27 @@ def base_dir(rec: RunRecord) -> list[str]:
     return check_rel_path(rec.cwd or ".", "working directory", allow_dot=True)
 
 
-def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedArtifact]:
-    """Every artifact's content, checked: safe path, plain blob, size and sha256 as recorded.
+def target_of(path: str, base: list[str], in_tree: bool = True) -> str:
+    """Where artifact `path` is restored, relative to the target root: under the run's cwd
+    (`base`); a stored copy of an input (store.STORED_INPUTS/<input path>) at the input's
+    own path from the work tree root when restoring into a work tree (`in_tree`)."""
+    from ..format.store import STORED_INPUTS, is_stored_input
+
+    if in_tree and is_stored_input(path):
+        return path[len(STORED_INPUTS) + 1 :]
+    return "/".join(base + path.split("/"))
+
+
+def load_artifacts(
+    repo: Repo,
+    rec: RunRecord,
+    base: list[str],
+    in_tree: bool = True,
+    only: Collection[str] | None = None,
+) -> list[PlannedArtifact]:
+    """Every artifact's content (or those named in `only`), checked: safe path, plain
+    blob, size and sha256 as recorded.  Targets: `target_of` (`in_tree`: False for
+    --artifacts-only, where stored inputs stay under their artifact path).
 
     Raises before returning anything, so a caller that writes only afterwards writes nothing
     when one artifact is bad.
@@ -88,6 +110,7 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
 
     for path in rec.artifacts:
         check_rel_path(path)
+    wanted = {p: a for p, a in rec.artifacts.items() if only is None or p in only}
     modes = store.artifact_blobs(repo, rec.tree) if rec.tree else {}
     for path, (mode, _sha) in modes.items():
         if path in rec.artifacts and mode not in (BLOB_MODE, EXEC_MODE):
@@ -98,17 +121,15 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
             )
     out = []
     # Large artifacts first: each found (fetched when missing) before anything is written.
-    found = large.locate(
-        repo, rec.run_id, [a for a in rec.artifacts.values() if a.storage in large.KINDS]
-    )
+    found = large.locate(repo, rec.run_id, [a for a in wanted.values() if a.storage in large.KINDS])
     for path, src in sorted(found.items()):
         a = src.artifact
         perm = 0o755 if modes.get(path, (BLOB_MODE, ""))[0] == EXEC_MODE else 0o644
-        target = "/".join(base + path.split("/"))
+        target = target_of(path, base, in_tree)
         out.append(
             PlannedArtifact(path, target, b"", perm, sha256=a.sha256, size=a.size, source=src)
         )
-    for path, a in sorted(rec.artifacts.items()):
+    for path, a in sorted(wanted.items()):
         if a.storage != "git":
             continue  # large (above) or unknown: left out, named by unreadable()
         if not a.blob:
@@ -124,9 +145,25 @@ def load_artifacts(repo: Repo, rec: RunRecord, base: list[str]) -> list[PlannedA
                 f"(sha256 {digest[:12]}, recorded {a.sha256[:12]}); nothing was written."
             )
         perm = 0o755 if modes.get(path, (BLOB_MODE, ""))[0] == EXEC_MODE else 0o644
-        target = "/".join(base + path.split("/"))
+        target = target_of(path, base, in_tree)
         out.append(PlannedArtifact(path, target, data, perm, sha256=digest, size=len(data)))
     return out
+
+
+def restore_inputs(repo: Repo, rec: RunRecord, root: str, inputs: Collection[str]) -> int:
+    """Put the stored copies of `inputs` (input paths with a complete copy,
+    store.stored_copies) back at their paths under `root`, a work tree of the run's code
+    that gitrun made (a rerun's): what is there with other content is replaced.  Every
+    file is checked before any is written; returns how many were written."""
+    from ..format import store
+
+    copies = store.stored_copies(rec)
+    want = {a.path for i in inputs for a in copies.get(i, [])}
+    if not want:
+        return 0
+    planned = load_artifacts(repo, rec, [], only=want)
+    plan_in(root, planned, {p.target for p in planned})
+    return write_planned(root, planned)
 
 
 def unreadable(rec: RunRecord) -> list[str]:
@@ -249,7 +286,8 @@ def restored_copies(repo: Repo, rec: RunRecord) -> set[str]:
     out = set()
     for path, a in rec.artifacts.items():
         try:
-            target = "/".join(base + check_rel_path(path))
+            check_rel_path(path)
+            target = target_of(path, base)
             full = safe_join(repo.work_tree, target)
             if (
                 os.path.isfile(full)
@@ -400,7 +438,7 @@ def _branch_state(repo: Repo, branch: str, commit: str, force: bool) -> bool:
 
 
 def _artifacts_only(repo: Repo, rec: RunRecord, directory: str) -> CheckoutResult:
-    planned = load_artifacts(repo, rec, [])
+    planned = load_artifacts(repo, rec, [], in_tree=False)
     root = os.path.abspath(directory)
     if os.path.exists(root) and not os.path.isdir(root):
         raise GitrunError(f"{directory} exists and is not a directory; choose another one.")

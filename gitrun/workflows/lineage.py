@@ -1,6 +1,9 @@
 """`gitrun lineage PATH|RUN`: which runs read which data, and which run produced it.
 
-An artifact of run A whose sha256 is the digest of an input of run B links A -> B.  For
+An artifact of run A whose sha256 is the digest of an input of run B links A -> B, and so
+does an artifact directory of A whose (path, sha256, size) listing has the digest of a
+directory input of B (format.store.dir_digest, the rule inputs are hashed by).  Stored
+copies of inputs (gitrun.inputs/) are not produced by their run and link nothing.  For
 a path: the runs that read it (and which version), and the runs that produced each
 version as an artifact.  For a run: its inputs and their producing runs, recursively
 (the chain A -> B -> C).  Plain data here; the CLI renders it.
@@ -13,7 +16,8 @@ from typing import Any
 
 from .._git import Repo
 from ..errors import GitrunError
-from ..format.entities import RunRecord
+from ..format import store
+from ..format.entities import Artifact, RunRecord
 from ..query import all_records
 from ..query import resolve as runs
 
@@ -21,11 +25,31 @@ MAX_DEPTH = 50
 
 
 def _producers(recs: dict[str, RunRecord]) -> dict[str, list[tuple[RunRecord, str]]]:
-    """artifact digest ("sha256:<hex>") -> [(run, artifact path)], oldest run first."""
+    """artifact digest ("sha256:<hex>") -> [(run, artifact path)], oldest run first; with
+    the digests of artifact directories (path "dir/", "." for all of a run's artifacts)
+    when some run has a directory input."""
+    dir_inputs = any(i.kind == "dir" for r in recs.values() for i in r.inputs.values())
     out: dict[str, list[tuple[RunRecord, str]]] = {}
     for rec in sorted(recs.values(), key=lambda r: (r.start_time or 0, r.run_id)):
-        for a in rec.artifacts.values():
+        made = [a for a in rec.artifacts.values() if not store.is_stored_input(a.path)]
+        for a in made:
             out.setdefault("sha256:" + a.sha256, []).append((rec, a.path))
+        if dir_inputs and made:
+            for d, listing in _directories(made).items():
+                out.setdefault(store.dir_digest(listing), []).append((rec, d))
+    return out
+
+
+def _directories(arts: list[Artifact]) -> dict[str, list[tuple[str, str, int]]]:
+    """Each directory of the artifacts ("." for their root) -> its files' (path relative
+    to it, sha256, size)."""
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for a in arts:
+        out.setdefault(".", []).append((a.path, a.sha256, a.size))
+        parts = a.path.split("/")
+        for n in range(1, len(parts)):
+            d = "/".join(parts[:n])
+            out.setdefault(d + "/", []).append(("/".join(parts[n:]), a.sha256, a.size))
     return out
 
 

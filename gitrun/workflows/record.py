@@ -26,6 +26,7 @@ from ..capture import settings as config
 from ..errors import GitrunError, InvalidInputError, UsageError
 from ..format.entities import RunRecord
 from ..format.layout import LIVE_OUTPUT
+from ..format.store import STORED_INPUTS
 
 DEFAULT_PARAMS_FILE = "params.yaml"
 RECORD_OPTIONS_TAG = "gitrun.record.options"
@@ -51,6 +52,8 @@ class RecordOptions:
         max_artifact_size: str | None = None,
         cwd: str | None = None,
         inputs: list[str] | None = None,
+        autolog: bool = False,
+        store_inputs: bool = False,
     ) -> None:
         self.command = command
         self.name = name
@@ -68,6 +71,29 @@ class RecordOptions:
         # (params/metrics files, artifacts) are taken from it.
         self.cwd = cwd
         self.inputs = inputs or []  # -i: data the command reads, hashed before it runs
+        self.store_inputs = store_inputs  # --store: and a copy of it kept with the run
+        # --autolog / GITRUN_AUTOLOG=1: a Python child autologs the frameworks it imports
+        self.autolog = autolog or autolog_from_env()
+
+
+ENV_AUTOLOG = "GITRUN_AUTOLOG"
+# A directory with a sitecustomize.py that turns autologging on in a Python child (and runs
+# the child's own sitecustomize); it lives with the autolog code, in gitrun/mlflow/.
+AUTOLOG_SITE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mlflow", "_autolog_site"
+)
+
+
+def autolog_from_env() -> bool:
+    return os.environ.get(ENV_AUTOLOG, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def autolog_env(env: dict[str, str]) -> None:
+    """Turn autologging on in a Python child: GITRUN_AUTOLOG=1 and the sitecustomize directory
+    first on its PYTHONPATH (frameworks are enabled as the child imports them)."""
+    env[ENV_AUTOLOG] = "1"
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != AUTOLOG_SITE]
+    env["PYTHONPATH"] = os.pathsep.join([AUTOLOG_SITE, *rest])
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -148,6 +174,11 @@ def artifact_dest(path: str, root: str, git_dirs: Sequence[str], cwd: str | None
         raise UsageError(
             f"Artifact path '{path}' is inside git's own directory (.git), which is never "
             "an artifact."
+        )
+    if rel.split(os.sep)[0] == STORED_INPUTS:
+        raise UsageError(
+            f"Artifact path '{path}' is reserved: {STORED_INPUTS}/ holds the stored copies "
+            "of inputs (-i PATH --store); rename it."
         )
     problem = _leaves_tree(full, real_root, git_dirs, path)
     if problem:
@@ -243,7 +274,9 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     git_dirs = sorted({os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)})
     dests = [(path, artifact_dest(path, root, git_dirs, here)) for path in artifacts]
     limits = artwalk.limits(cfg, opts.max_artifact_files, opts.max_artifact_size)
-    inputs = _hash_inputs(repo, opts.inputs, here) if opts.inputs else []
+    if opts.store_inputs and not opts.inputs:
+        raise UsageError("--store keeps copies of inputs; name them with -i PATH.")
+    inputs = _hash_inputs(repo, opts.inputs, here, limits if opts.store_inputs else None)
     # What was given on this command line (config files travel with the code), so that
     # `gitrun rerun` can repeat the same `gitrun record` invocation.
     given = {
@@ -252,8 +285,10 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
         "metrics_file": opts.metrics_file,
         "artifacts": list(opts.artifacts),
         "inputs": list(opts.inputs),
+        "store_inputs": opts.store_inputs,
         "max_artifact_files": opts.max_artifact_files,
         "max_artifact_size": opts.max_artifact_size,
+        "autolog": opts.autolog,
     }
     # Always written, so that its absence means "recorded by an older gitrun".
     given = {k: v for k, v in given.items() if v}
@@ -275,8 +310,8 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     )
     for k, v in params.items():
         live.log_param(k, v)
-    for inp in inputs:
-        live.log_input(inp)
+    for inp, copies in inputs:
+        live.log_input(inp, copies)
     rec0 = live.record
     if not opts.quiet:
         print(f"gitrun: run {live.run_id} ({rec0.run_name}) started", file=sys.stderr)
@@ -288,6 +323,8 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     env[tracking.ENV_GIT_DIR] = repo.common_dir
     env[tracking.ENV_EXPERIMENT] = rec0.experiment
     env.setdefault("PYTHONUNBUFFERED", "1")  # so output streams as it is printed
+    if opts.autolog:
+        autolog_env(env)
 
     status, exit_code = _run_child(
         opts.command, env, os.path.join(live.live_dir, LIVE_OUTPUT), live, here
@@ -350,9 +387,12 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
 MAX_PROBLEMS_PER_ARTIFACT = 20
 
 
-def _hash_inputs(repo: Repo, paths: list[str], cwd: str | None) -> list[Any]:
+def _hash_inputs(
+    repo: Repo, paths: list[str], cwd: str | None, store_limits: Any = None
+) -> list[tuple[Any, list[Any]]]:
     """`-i PATH`: checked and hashed before the command runs (the data it is about to
-    read); a missing or unreadable input refuses the run."""
+    read); a missing or unreadable input refuses the run.  With `store_limits` (--store,
+    the artifact limits) each is also copied into the run: (Input, its stored copy)."""
     from ..capture import inputs
 
     for path in paths:
@@ -364,7 +404,10 @@ def _hash_inputs(repo: Repo, paths: list[str], cwd: str | None) -> list[Any]:
                 f"{cwd or os.getcwd()}); check the path."
             )
     try:
-        return inputs.hash_paths(repo, [_at(cwd, p) for p in paths])
+        if store_limits is None:
+            return [(i, []) for i in inputs.hash_paths(repo, [_at(cwd, p) for p in paths])]
+        root = repo.work_tree
+        return [inputs.store_path(repo, _at(cwd, p), root, store_limits, "", "cli") for p in paths]
     except InvalidInputError as e:
         raise UsageError(str(e)) from None
 

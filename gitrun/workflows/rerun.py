@@ -13,7 +13,9 @@ given to the original `gitrun record` (`-p` params, `--params-file`, `--metrics-
 `-a` artifacts; tag `gitrun.record.options`), while `params.yaml` and `.gitrun.yaml`
 come back with the code.  The run's artifacts are *not* restored before a rerun in a
 temporary worktree: the rerun has to produce them itself, otherwise comparing their
-hashes would compare the restored copy with itself.
+hashes would compare the restored copy with itself.  Stored copies of inputs (`-i PATH
+--store`) are restored, since they are what the run read: an input that changed on disk
+since (or that git ignores, so the worktree lacks it) is then read as the run read it.
 
 Then every final metric (|rerun - original| <= atol + rtol * |original|; NaN equals NaN;
 missing on one side is a difference), every artifact's sha256 and the exit code are
@@ -35,6 +37,7 @@ from ..capture import envinfo
 from ..errors import DirtyWorkTreeError, GitError, GitrunError
 from ..format.entities import RunRecord
 from ..format.layout import cache_dir
+from ..format.store import is_stored_input, stored_copies
 from ..query import resolve as runs
 from . import checkout
 
@@ -144,6 +147,8 @@ def compare(
         delta = None if math.isnan(a) or math.isnan(b) or a == b else b - a
         rows.append(Comparison("metric", key, a, b, delta, close(b, a, rtol, atol)))
     for path in sorted(set(original.artifacts) | set(new.artifacts)):
+        if is_stored_input(path):
+            continue  # a copy of an input, not a result: inputs are compared by digest
         oa, na = original.artifacts.get(path), new.artifacts.get(path)
         o = oa.sha256[:12] if oa else None
         n = na.sha256[:12] if na else None
@@ -188,21 +193,29 @@ def record_options(rec: RunRecord) -> tuple[dict[str, Any], list[str]]:
         "metrics_file": opts.get("metrics_file") or None,
         "artifacts": [str(a) for a in opts.get("artifacts") or []],
         "inputs": [str(a) for a in opts.get("inputs") or []],
+        "autolog": opts.get("autolog") is True,
+        "store_inputs": opts.get("store_inputs") is True,
     }
     return out, []
 
 
 def changed_inputs(repo: Repo, rec: RunRecord) -> list[str]:
     """One phrase per file/directory input whose content is not the one the run read."""
+    return list(changed_input_paths(repo, rec).values())
+
+
+def changed_input_paths(repo: Repo, rec: RunRecord) -> dict[str, str]:
+    """input path -> a phrase, for each file/directory input whose content is not the one
+    the run read."""
     if not rec.inputs:
-        return []
+        return {}
     from ..capture import inputs
 
-    out = []
+    out = {}
     for path, (state, digest) in inputs.current(repo, list(rec.inputs.values())).items():
         if state != "same":
             old = rec.inputs[path].digest
-            out.append(f"{path} (recorded {_short(old)}, now {_short(digest) or 'missing'})")
+            out[path] = f"{path} (recorded {_short(old)}, now {_short(digest) or 'missing'})"
     return out
 
 
@@ -239,17 +252,34 @@ def rerun(
         )
     if rec.status == "RUNNING":
         raise GitrunError(f"Run {rec.run_id[:8]} is still running; rerun it once it has finished.")
-    changed = changed_inputs(repo, rec)
+    # Inputs the run kept a copy of (--store) are put back in the rerun's worktree, so
+    # their content now does not matter there; in place, the work tree is used as it is.
+    copies = sorted(stored_copies(rec))
+    stored = [] if in_place else copies
+    changed_at = changed_input_paths(repo, rec)
+    restored = [changed_at.pop(p) for p in stored if p in changed_at]
+    changed = list(changed_at.values())
     if changed and not allow_changed_inputs:
+        kept = [p for p in changed_at if p in copies]
         raise GitrunError(
             f"Run {rec.run_id[:8]} read data whose content changed since: "
             + "; ".join(changed)
             + ", so a rerun would not reproduce it; restore the data, or pass "
-            "--allow-changed-inputs to rerun on the data as it is now."
+            "--allow-changed-inputs to rerun on the data as it is now"
+            + (
+                f" (the run keeps a copy of {', '.join(kept)}: without --in-place the rerun "
+                "runs on that copy)."
+                if kept
+                else "."
+            )
         )
     commit = checkout.code_commit(rec, repo)
     base = checkout.base_dir(rec)
     options, notes = record_options(rec)
+    if restored:
+        result.notes.append(
+            "restored the run's stored copy of inputs changed since: " + "; ".join(restored)
+        )
     if changed:
         options["changed_inputs"] = "; ".join(changed)
         result.notes.append("inputs changed since the run: " + "; ".join(changed))
@@ -283,6 +313,8 @@ def rerun(
                 f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}"
             )
         try:
+            if stored:
+                checkout.restore_inputs(repo, rec, root, stored)
             new = _record_in(repo, root, base, rec, options, quiet)
         finally:
             if keep:
@@ -294,6 +326,7 @@ def rerun(
         stale = []
     result.rerun = new
     result.rows = compare(rec, new, rtol, atol)
+    _same_model_metadata(repo, rec, new, result.rows)
     for row in result.rows:
         if row.kind == "artifact" and row.name in stale:
             row.ok = False
@@ -308,6 +341,38 @@ def rerun(
             f"`git worktree remove --force {result.worktree}`"
         )
     return result
+
+
+# What MLflow's MLmodel file says about *this* logging of a model rather than the model:
+# a rerun logs the same model under a new run id, uuid and time.
+MLMODEL_VOLATILE = ("run_id", "model_uuid", "utc_time_created", "model_id", "mlflow_version")
+
+
+def _same_model_metadata(repo: Repo, a: RunRecord, b: RunRecord, rows: list[Comparison]) -> None:
+    """An MLmodel file that differs only in MLMODEL_VOLATILE is the same model."""
+    from ..format import store, yamlio
+
+    def meta(rec: RunRecord, path: str) -> Any:
+        blobs = store.artifact_blobs(repo, rec.tree) if rec.tree else {}
+        if path not in blobs:
+            return None
+        try:
+            data = yamlio.load(repo.read_object(blobs[path][1])[1])
+        except Exception:  # noqa: BLE001 - unreadable: leave the row as it is
+            return None
+        if not isinstance(data, dict):
+            return None
+        return {k: v for k, v in data.items() if k not in MLMODEL_VOLATILE}
+
+    for row in rows:
+        if row.kind != "artifact" or row.ok or row.name.rsplit("/", 1)[-1] != "MLmodel":
+            continue
+        if row.original is None or row.rerun is None:
+            continue
+        ma, mb = meta(a, row.name), meta(b, row.name)
+        if ma is not None and ma == mb:
+            row.ok = True
+            row.note = "same model; only its run id, uuid and creation time differ"
 
 
 def _check_in_place(repo: Repo, rec: RunRecord, commit: str) -> str:
@@ -391,6 +456,8 @@ def _record_in(
         metrics_file=options.get("metrics_file"),
         quiet=quiet,
         cwd=where,
+        autolog=bool(options.get("autolog")),
+        store_inputs=bool(options.get("store_inputs")) and bool(inputs),
     )
     _code, new = record(opts)
     if new is None:

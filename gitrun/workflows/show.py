@@ -34,7 +34,10 @@ def inputs_now(repo: Any, rec: RunRecord) -> dict[str, tuple[str, str | None]]:
 def inputs_list(
     rec: RunRecord, now: dict[str, tuple[str, str | None]] | None = None
 ) -> list[dict[str, Any]]:
+    from ..format.store import stored_copies
+
     out = []
+    stored = stored_copies(rec)
     for i in rec.inputs.values():
         d: dict[str, Any] = {
             "path": i.path,
@@ -45,6 +48,10 @@ def inputs_list(
         }
         if i.members:
             d["files_listed"] = len(i.members)
+        if i.files is not None:
+            d["files"] = i.files
+        if i.path in stored:
+            d["stored"] = True  # a copy is kept with the run (--store)
         if now is not None and i.path in now and i.kind != "dataset":
             d["now"], d["digest_now"] = now[i.path]
         out.append(d)
