@@ -317,3 +317,36 @@ def test_requests_for_another_host_are_refused(repo):
             assert r.status == want, (host, body)
             if want == 400:
                 assert body["error_code"] == "BAD_REQUEST" and "loopback" in body["message"]
+
+
+def test_a_git_lfs_artifact_is_served_verified_and_a_damaged_one_refused(repo):
+    """Artifacts above large-file-threshold live in .git/lfs/objects: /get-artifact streams
+    them whole; a damaged object is refused before a byte is sent, and nothing is fetched."""
+    import gitrun
+    from gitrun.format import lfs
+    from gitrun.ui.server import running
+    from tests.conftest import run_cli
+
+    assert run_cli("config", "large-file-threshold", "1MB", cwd=repo).returncode == 0
+    data = os.urandom(3 << 20)
+    (repo / "big.bin").write_bytes(data)
+    with gitrun.start_run(run_name="big") as run:
+        gitrun.log_artifact(str(repo / "big.bin"))
+    rid = run.info.run_id
+    from gitrun._git import Repo
+    from gitrun.query import resolve
+
+    assert resolve.load(Repo.discover(str(repo)), rid).artifacts["big.bin"].storage == "lfs"
+    with running(str(repo)) as url:
+        status, _headers, body = fetch(f"{url}/get-artifact?run_id={rid}&path=big.bin")
+        assert status == 200 and body == data
+        import hashlib
+
+        oid = hashlib.sha256(data).hexdigest()
+        path = lfs.object_path(Repo.discover(str(repo)), oid)
+        os.chmod(path, 0o644)
+        with open(path, "r+b") as f:
+            f.write(b"X")
+        status, _headers, body = fetch(f"{url}/get-artifact?run_id={rid}&path=big.bin")
+        assert status in (400, 404), body[:200]
+        assert b"error_code" in body

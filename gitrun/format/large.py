@@ -177,6 +177,23 @@ def _fetch_lfs(
             return
 
 
+def local_source(repo: Repo, run_id: str, a: Artifact) -> Source:
+    """Where a large artifact's content is, without fetching anything (what a read-only
+    reader such as `gitrun ui` may do): a local LFS object, or the object store."""
+    where = repr(a.path[:200])
+    if unreadable_kind(a.storage):
+        raise ArtifactUnavailableError(
+            f"Artifact {where} is kept in storage '{a.storage[:40]}', which this gitrun "
+            "cannot read."
+        )
+    if a.storage == lfs.STORAGE and not lfs.has_object(repo, a.sha256, a.size):
+        raise ArtifactUnavailableError(
+            f"Artifact {where} is kept in Git LFS and its content is not in this clone; "
+            f"`gitrun checkout {run_id[:8]}` (or `gitrun pull`) fetches it."
+        )
+    return locate(repo, run_id, [a])[a.path]  # LFS: here; the object store: looked up there
+
+
 def unreadable_kind(storage: str) -> bool:
     """Whether this gitrun cannot read content kept in `storage`."""
     return storage != "git" and storage not in KINDS

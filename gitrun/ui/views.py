@@ -549,21 +549,9 @@ def _preview_large(repo: Repo, run_id: str, art: Any) -> Any:
     verified stream (the whole content is read to check its sha256, in constant memory).
     Nothing is fetched from a remote for a preview: an LFS object not in this clone is
     said to be unavailable here."""
-    from ..errors import ArtifactUnavailableError
-    from ..format import large, lfs
+    from ..format import large
 
-    where = repr(art.path[:200])
-    if large.unreadable_kind(art.storage):
-        raise InvalidInputError(
-            f"Artifact {where} is kept in storage '{art.storage[:40]}', which this gitrun "
-            "cannot read."
-        )
-    if art.storage == lfs.STORAGE and not lfs.has_object(repo, art.sha256, art.size):
-        raise ArtifactUnavailableError(
-            f"Artifact {where} is kept in Git LFS and its content is not in this clone; "
-            f"`gitrun checkout {run_id[:8]}` (or `gitrun pull`) fetches it."
-        )
-    src = large.locate(repo, run_id, [art])[art.path]  # the object store: looked up there
+    src = large.local_source(repo, run_id, art)
     head = bytearray()
     for chunk in src.chunks():  # raises when size or sha256 does not match
         if len(head) <= MAX_PREVIEW:
