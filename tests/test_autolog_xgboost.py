@@ -5,15 +5,11 @@ with real MLflow's autolog on the same training, and gitrun's model loaded by re
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 import gitrun
-from gitrun._git import Repo
-from gitrun.format import store
-from tests.test_mlflow_compat import _env
+from tests import gbm_helpers
 
 xgb = pytest.importorskip("xgboost")
 np = pytest.importorskip("numpy")
@@ -39,47 +35,8 @@ clf = xgb.XGBClassifier(n_estimators=6, max_depth=2)
 clf.fit(X[:40], y[:40], eval_set=[(X[40:], y[40:])], verbose=False)
 runs["sklearn"] = mlflow.last_active_run().info.run_id
 mlflow.xgboost.autolog(disable=True)
-
-client = mlflow.MlflowClient()
-out = {}
-for name, rid in runs.items():
-    r = client.get_run(rid)
-    out[name] = {
-        "params": r.data.params,
-        "metrics": r.data.metrics,
-        "steps": {k: [m.step for m in client.get_metric_history(rid, k)] for k in r.data.metrics},
-        "artifacts": sorted(f.path for f in client.list_artifacts(rid) if f.path != "model"),
-        "autologging": r.data.tags.get("mlflow.autologging"),
-    }
 """
-
-# MLflow's side: the same training, then gitrun's model directories loaded by real MLflow.
-MLFLOW_SIDE = """
-import json, logging, os, sys, warnings
-warnings.filterwarnings("ignore")
-logging.getLogger("mlflow").setLevel(logging.ERROR)
-import mlflow
-mlflow.set_tracking_uri("sqlite:///" + os.path.join(os.getcwd(), "mlflow.db"))
-LOG_MODELS = False
-exec(open("train_code.py").read())
-import mlflow.pyfunc, mlflow.xgboost
-loaded = {}
-for name, path in json.loads(os.environ["GITRUN_MODEL_DIRS"]).items():
-    m = mlflow.xgboost.load_model(path)
-    loaded[name] = {
-        "class": type(m).__module__ + "." + type(m).__name__,
-        "pyfunc": [float(v) for v in mlflow.pyfunc.load_model(path).predict(X)],
-    }
-out["loaded"] = loaded
-json.dump(out, open("out.json", "w"))
-"""
-
-
-def _inputs(run_id: str) -> dict[str, str]:
-    r = Repo.discover()
-    rec = store.read_record(r, run_id, store.list_run_trees(r)[run_id])
-    assert all(i.kind == "dataset" and i.digest.startswith("sha256:") for i in rec.inputs.values())
-    return {name: i.context for name, i in rec.inputs.items()}
+TRAIN += gbm_helpers.SUMMARY
 
 
 @pytest.fixture
@@ -150,8 +107,8 @@ def test_xgboost_autolog_matches_mlflow_and_models_load_both_ways(repo, tmp_path
     assert s["steps"]["validation_0-logloss"] == list(range(6))
 
     # the training and evaluation data as run inputs (name, digest, context), not copied
-    assert _inputs(runs["train"]) == {"train": "train", "eval": "eval"}
-    assert _inputs(runs["sklearn"]) == {"train": "train", "validation_0": "eval"}
+    assert gbm_helpers.inputs(runs["train"]) == {"train": "train", "eval": "eval"}
+    assert gbm_helpers.inputs(runs["sklearn"]) == {"train": "train", "validation_0": "eval"}
 
     # models round-trip through gitrun
     loaded = gitrun.xgboost.load_model(f"runs:/{runs['sklearn']}/model")
@@ -167,34 +124,8 @@ def test_xgboost_autolog_matches_mlflow_and_models_load_both_ways(repo, tmp_path
     assert mlmodel.signature is not None  # inferred from the DMatrix's first rows
 
     # ... and through real MLflow, which also ran the same training with its own autolog
-    pytest.importorskip("mlflow")
-    dirs = {}
-    for name in ("train", "sklearn"):
-        dst = tmp_path / f"dl-{name}"
-        dst.mkdir()
-        dirs[name] = client.download_artifacts(runs[name], "model", str(dst))
-    side = tmp_path / "mlflow-side"
-    side.mkdir()
-    (side / "train_code.py").write_text(TRAIN)
-    (side / "side.py").write_text(MLFLOW_SIDE)
-    proc = subprocess.run(
-        [sys.executable, "side.py"],
-        cwd=side,
-        env=_env(HOME=str(side), GITRUN_MODEL_DIRS=json.dumps(dirs)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    m = json.loads((side / "out.json").read_text())
-    for name in ("train", "sklearn"):
-        assert g[name]["params"] == m[name]["params"], name
-        assert sorted(g[name]["metrics"]) == sorted(m[name]["metrics"]), name
-        assert g[name]["steps"] == m[name]["steps"], name
-        for k, v in m[name]["metrics"].items():
-            assert g[name]["metrics"][k] == pytest.approx(v, rel=1e-6), (name, k)
-        assert g[name]["artifacts"] == m[name]["artifacts"], name
-        assert g[name]["autologging"] == m[name]["autologging"], name
+    m = gbm_helpers.mlflow_side("xgboost", TRAIN, runs, tmp_path)
+    gbm_helpers.assert_same_runs(g, m, ("train", "sklearn"))
     assert m["loaded"]["sklearn"]["class"] == "xgboost.sklearn.XGBClassifier"
     assert m["loaded"]["train"]["class"] == "xgboost.core.Booster"
     np.testing.assert_allclose(m["loaded"]["train"]["pyfunc"], expected, rtol=1e-6)
@@ -213,7 +144,7 @@ def test_log_models_false_disable_and_outermost_only(repo, autolog_off):
     gitrun.xgboost.autolog(log_models=False, log_datasets=False)
     xgb.train({"max_depth": 2}, d, num_boost_round=2, evals=[(d, "train")], verbose_eval=False)
     first = gitrun.last_active_run().info.run_id
-    assert _inputs(first) == {}
+    assert gbm_helpers.inputs(first) == {}
     arts = [f.path for f in gitrun.MlflowClient().list_artifacts(first)]
     assert arts == ["feature_importance_weight.json", "feature_importance_weight.png"]
 
@@ -236,11 +167,4 @@ def test_log_models_false_disable_and_outermost_only(repo, autolog_off):
 
 
 def test_missing_xgboost_says_how_to_install(repo, monkeypatch):
-    monkeypatch.setitem(sys.modules, "xgboost", None)  # as if it were not installed
-    with pytest.raises(gitrun.GitrunError) as e:
-        gitrun.xgboost.autolog()
-    assert str(e.value) == (
-        "This needs xgboost, which is not installed; install it with "
-        "`pip install 'gitrun-ml[xgboost]'`."
-    )
-    assert gitrun.last_active_run() is None
+    gbm_helpers.assert_missing_framework_message("xgboost", monkeypatch)

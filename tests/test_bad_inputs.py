@@ -142,6 +142,20 @@ MANY_NOT = "not " * 5000 + "metrics.acc > 1"
 LONG_IN = "params.depth IN (" + ", ".join(f"'{i}'" for i in range(2000)) + ")"
 
 CASES = [
+    # -- a mistyped option of ours is not run as the command ------------------
+    Case("record-typo-option", ["record", "--autlog", "--", "true"], 2, "Did you mean --autolog?"),
+    Case(
+        "sweep-typo-option",
+        ["sweep", "--randm", "3", "-p", "x=1", "--", "true"],
+        2,
+        "Did you mean --random?",
+    ),
+    Case(
+        "bisect-typo-option",
+        ["bisect", "--good", "HEAD", "--bad", "HEAD", "--metric", "metrics.x > 1", "--resue"],
+        2,
+        "Did you mean --reuse?",
+    ),
     # -- filters and limits ----------------------------------------------------
     Case("filter-nested-5000", ["search", DEEP], 1, "nested more than 20 deep"),
     Case("filter-1000-or-terms", ["search", MANY_OR], 1, "more than 500 comparisons"),

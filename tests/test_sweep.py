@@ -94,7 +94,10 @@ def test_grid_parent_children_substitution_isolation(repo, env):
         assert r.tags["local"] == "uncommitted"  # the snapshot of the dirty tree
         assert f"lr: {float(grid[i][0])}" in r.tags["from_file"]
     parent = runs(repo, f"attributes.run_id = '{pid}'")[0]
-    assert parent.status == "FINISHED" and parent.metrics["trials_finished"] == 6
+    assert parent.status == "FINISHED" and parent.tags["gitrun.sweep.trials_finished"] == "6"
+    assert parent.params == {} and parent.tags["gitrun.sweep.space.depth"] == "4..6"
+    assert set(parent.metrics) == {"best_score"}  # the trials' charts stay the trials'
+
     assert parent.tags["gitrun.sweep.best_run"] == ts[4].run_id  # lr=0.03, depth=5
     assert parent.metrics["best_score"] == 0
     assert json.loads(parent.tags["gitrun.sweep.spec"])["trials"] == 6
@@ -108,6 +111,16 @@ def test_grid_parent_children_substitution_isolation(repo, env):
     p = run_cli("search", "--parent", "g", "params.depth = '5'", "--format", "json", cwd=repo)
     assert p.returncode == 0, p.stderr
     assert sorted(r["run_id"] for r in json.loads(p.stdout)) == sorted([ts[1].run_id, ts[4].run_id])
+
+
+def test_artifacts_of_each_trial_are_kept(repo, env):
+    """-a PATH works in the trial worktrees (they live under .git/gitrun/worktrees/)."""
+    code = "import sys; open('out.txt', 'w').write(sys.argv[1])"
+    p = sweep(repo, "-e art -n art -p x=1,2 -j 1 -a out.txt", sys.executable, "-c", code, "{x}")
+    assert p.returncode == 0, p.stderr
+    ts = trials(repo, runs(repo, "attributes.run_name = 'art'")[0].run_id)
+    assert [sorted(r.artifacts) for r in ts] == [["out.txt"], ["out.txt"]]
+    assert [r.artifacts["out.txt"].size for r in ts] == [1, 1]
 
 
 def test_report_outside_a_sweep_only_logs(repo):
@@ -144,6 +157,7 @@ def test_failures_recorded_max_failures_and_resume_reruns_them(repo, env):
     cmd = [sys.executable, "-c", code]
     p = sweep(repo, "-p x=1..4 -j 2 -q --format json", *cmd, env={**env, "FAIL": "1"})
     assert p.returncode == 1
+    sweep_failed_stderr = p.stderr
     pid = parent_id(p)
     ts = trials(repo, pid)
     assert [r.status for r in ts] == ["FAILED", "FINISHED", "FAILED", "FINISHED"]
@@ -157,6 +171,8 @@ def test_failures_recorded_max_failures_and_resume_reruns_them(repo, env):
         ("0", "FINISHED"),
         ("2", "FINISHED"),
     ]
+    assert len({r.run_name for r in again}) == 6  # a retry is named <sweep>-<n>-retry1
+    assert "exit code 1" in sweep_failed_stderr  # each failure said, with its exit code
     p = sweep(
         repo, "-p x=1..6 -j 1 --max-failures 2 -q --format json", *cmd, env={**env, "FAIL": "1"}
     )

@@ -8,7 +8,7 @@ import sys
 import click
 
 from . import cli
-from .common import format_option, quiet_option, repo
+from .common import command_after_options, format_option, quiet_option, repo
 from .render import render
 
 VERDICT_WORDS = {"good": "holds", "bad": "fails", "skip": "skipped"}
@@ -86,7 +86,7 @@ def bisect(good, bad, predicate, experiment, reuse, fmt, quiet, command):
         good,
         bad,
         predicate,
-        command=list(command) or None,
+        command=command_after_options(command) or None,
         experiment=experiment,
         reuse=reuse,
         quiet=quiet or fmt == "json",
@@ -116,8 +116,10 @@ def bisect(good, bad, predicate, experiment, reuse, fmt, quiet, command):
                 "The first bad commit could be any of these (the others could not be tested): "
                 + ", ".join(c[:12] for c in result.candidates)
             )
-        click.echo(
-            f"Runs made by this bisect: gitrun search \"tags.gitrun.bisect = '{result.session}'\""
-        )
+        if any(st.run_id and not st.reused for st in result.steps):
+            click.echo(
+                "Runs made by this bisect: "
+                f"gitrun search \"tags.gitrun.bisect = '{result.session}'\""
+            )
     if not result.first_bad:
         sys.exit(1)

@@ -138,3 +138,23 @@ def check_nonempty_experiments(names: tuple[str, ...]) -> None:
     for n in names:
         if not n.strip():
             raise UsageError("-e/--experiment needs an experiment name, not an empty string.")
+
+
+def command_after_options(command: tuple[str, ...]) -> list[str]:
+    """The COMMAND of record/sweep/bisect, refusing a mistyped option of ours: options must
+    come before it, so `gitrun record --autlog -- python x.py` would otherwise run a command
+    named `--autlog`. (A real command never starts with '-'.)"""
+    args = list(command)
+    if args and args[0].startswith("-") and args[0] != "-":
+        ctx = click.get_current_context()
+        known = [o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("-")]
+        import difflib
+
+        name = args[0].split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise click.UsageError(
+            f"No such option: {name}.{hint} (Options go before the command, which follows `--`.)",
+            ctx,
+        )
+    return args

@@ -12,6 +12,7 @@ from . import cli
 from .common import (
     check_experiment_names,
     check_nonempty_experiments,
+    command_after_options,
     format_option,
     index_progress,
     key_values,
@@ -115,7 +116,7 @@ def record(
     from ..workflows.record import record as do_record
 
     opts = RecordOptions(
-        command=list(command),
+        command=command_after_options(command),
         name=name,
         experiment=experiment,
         params=key_values(params, "Param", "-p"),
@@ -295,6 +296,10 @@ def show(run, fmt):
     out.append(f"experiment  {rec.experiment}")
     status = rec.status + (f" (exit {rec.exit_code})" if rec.exit_code is not None else "")
     out.append(f"status      {status}")
+    if rec.tags.get("gitrun.problems"):  # what `gitrun record` could not keep (also on stderr)
+        out.append(f"problems    {rec.tags['gitrun.problems']}")
+    if rec.tags.get("mlflow.parentRunId"):  # a sweep's trial, a nested run
+        out.append(f"parent      {rec.tags['mlflow.parentRunId']}")
     duration = fmt_duration(rec.start_time, rec.end_time)
     out.append(f"started     {fmt_time(rec.start_time)}   duration {duration}")
     out.append(f"user        {rec.user}@{rec.host}")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import cli
-from .common import format_option, quiet_option
+from .common import command_after_options, format_option, quiet_option
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -132,7 +132,7 @@ def sweep(
     from ..workflows import sweep as sw
 
     opts = sw.SweepOptions(
-        command=list(command),
+        command=command_after_options(command),
         params=list(params),
         experiment=experiment,
         name=name,
@@ -190,6 +190,13 @@ def sweep(
         click.echo(f"gitrun: {e}", err=True)
     if len(result.errors) > 20:
         click.echo(f"gitrun: ... and {len(result.errors) - 20} more.", err=True)
+    p0 = result.progress
+    if getattr(p0, "objective", None) and p0.best is None and p0.finished:
+        click.echo(
+            f"gitrun: warning: no finished trial logged metrics.{p0.objective}, so the sweep "
+            "has no best trial; check the metric's name.",
+            err=True,
+        )
     cols = ["sweep", "status", "trials", "finished", "failed", "killed", "best", "best_run"]
     row = [
         result.parent_id[:8] if fmt == "table" else result.parent_id,

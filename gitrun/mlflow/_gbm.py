@@ -1,6 +1,6 @@
-"""What the xgboost and lightgbm flavors share: the parameters of a train call, per-iteration
-metric names, feature importance artifacts, input examples taken from the training data, and
-the model directory checks.  Nothing here imports a framework."""
+"""What the xgboost and lightgbm flavors share: the patched train / fit calls, the parameters of
+a train call, per-iteration metric names, feature importance artifacts, input examples taken
+from the training data, and the model directory checks.  Nothing here imports a framework."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import inspect
 import io
 import json
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import InvalidInputError
@@ -72,6 +74,172 @@ def log_metrics(live: Any, metrics: dict[str, Any], step: int) -> None:
 
 
 # ---------------------------------------------------------------------------
+# autolog: turning it on, the patched calls
+# ---------------------------------------------------------------------------
+# .<flavor>: the run of a sklearn-API fit, for the train call inside it
+_fit = threading.local()
+
+# train(live, original, args, kwargs, direct): log a train call (direct: not inside a fit)
+Train = Callable[[Any, Any, tuple, dict, bool], Any]
+# log(model, example, predict): log the model of an autologged call
+LogModel = Callable[[Any, Any, Any], None]
+
+
+def enable(flavor: str, fw: Any, minimum: str, maximum: str, settings: dict[str, Any]) -> bool:
+    """Configure the flavor's autologging with `settings` and put back what it patched; True
+    when the framework `fw` is to be patched (autolog not disabled, and its version in range
+    unless disable_for_unsupported_versions)."""
+    autolog.configure(flavor, **settings)
+    autolog.unpatch(flavor)
+    if settings["disable"]:
+        return False
+    in_range = autolog.check_version(flavor, fw.__version__, minimum, maximum)
+    if not in_range and settings["disable_for_unsupported_versions"]:
+        autolog.config(flavor).disable = True
+        return False
+    return True
+
+
+def sklearn_classes(base: type) -> list[type]:
+    """`base` (XGBModel, LGBMModel) and its subclasses that define their own fit."""
+    seen: list[type] = []
+    todo = [base]
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.append(c)
+        todo.extend(c.__subclasses__())
+    return [c for c in seen if "fit" in c.__dict__]
+
+
+def patch(
+    flavor: str,
+    fw: Any,
+    sklearn_module: Any,
+    data_class: type,
+    model_base: type,
+    train: Train,
+    fit: Callable[..., Any],
+) -> None:
+    """Patch the framework's `train` (also as its sklearn module calls it), the constructor of
+    its data class (DMatrix / Dataset: keeps an input example) and every sklearn-API fit."""
+    wrapped = patched_train(flavor, train)
+    autolog.patch(flavor, fw, "train", wrapped)
+    autolog.patch(flavor, sklearn_module, "train", wrapped)
+    autolog.patch(flavor, data_class, "__init__", patched_data_init(flavor))
+    for cls in sklearn_classes(model_base):
+        autolog.patch(flavor, cls, "fit", fit)
+
+
+def patched_data_init(flavor: str) -> Callable[..., Any]:
+    def init(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
+        original(self, *args, **kwargs)
+        cfg = autolog.config(flavor)
+        if cfg.log_models and (cfg.log_input_examples or cfg.log_model_signatures):
+            keep_example(self, args[0] if args else kwargs.get("data"))
+
+    return init
+
+
+def patched_train(flavor: str, train: Train) -> Callable[..., Any]:
+    """The wrapper of `<framework>.train`: the train call of a sklearn-API fit logs to the
+    fit's run (all but the model), an outermost one to the autolog run."""
+
+    def wrapper(original: Any, *args: Any, **kwargs: Any) -> Any:
+        live = getattr(_fit, flavor, None)
+        if live is not None:
+            setattr(_fit, flavor, None)
+            with autolog.outermost():
+                return train(live, original, args, kwargs, False)
+        with autolog.outermost() as top:
+            if not top:
+                return original(*args, **kwargs)
+            with autolog.autolog_run(flavor) as live:
+                if live is None:
+                    return original(*args, **kwargs)
+                return train(live, original, args, kwargs, True)
+
+    return wrapper
+
+
+def patched_fit(
+    flavor: str,
+    prefix: str,
+    log: LogModel,
+    eval_set: Callable[[dict[str, Any]], Any] = lambda kwargs: kwargs.get("eval_set"),
+) -> Callable[..., Any]:
+    """The wrapper of a sklearn-API fit: the training and eval data as inputs, the train call
+    inside logged to this run, then the model (with an example of X's first rows)."""
+
+    def wrapper(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
+        with autolog.outermost() as top:
+            if not top:
+                return original(self, *args, **kwargs)
+            with autolog.autolog_run(flavor) as live:
+                if live is None:
+                    return original(self, *args, **kwargs)
+                x = args[0] if args else kwargs.get("X")
+                example = first_rows(x)
+                log_datasets(flavor, fit_datasets(x, eval_set(kwargs), prefix))
+                setattr(_fit, flavor, live)
+                try:
+                    result = original(self, *args, **kwargs)
+                finally:
+                    setattr(_fit, flavor, None)
+                log(self, example, self.predict)
+                return result
+
+    return wrapper
+
+
+def train(
+    flavor: str,
+    live: Any,
+    original: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    unlogged: Any,
+    datasets: list[tuple[Any, str, str]] | None,
+    callback: Callable[[list[dict[str, float]]], Any],
+) -> tuple[Any, list[dict[str, float]]]:
+    """Log a train call's booster params and arguments (and `datasets` when given), then
+    train with `callback(results)` appended to its callbacks; returns (model, the metrics of
+    each iteration)."""
+    booster_params = argument(original, args, kwargs, "params") or {}
+    with autolog.safely(flavor, "the booster params"):
+        log_params(flavor, live, dict(booster_params))
+    log_params(flavor, live, fn_params(original, args, kwargs, unlogged))
+    if datasets is not None:
+        log_datasets(flavor, datasets)
+    results: list[dict[str, float]] = []
+    call_args, call_kwargs = args, kwargs
+    with autolog.safely(flavor, "per-iteration metrics"):
+        call_args, call_kwargs = with_callback(original, args, kwargs, callback(results))
+    return original(*call_args, **call_kwargs), results
+
+
+def log_model(
+    flavor: str, log_model: Any, model: Any, example: Any, predict: Any, **kwargs: Any
+) -> None:
+    """Log the model of an autologged call under "model" when log_models is on, with the
+    input example and signature autolog's settings ask for."""
+    cfg = autolog.config(flavor)
+    if not cfg.log_models:
+        return
+    with autolog.safely(flavor, "the model"):
+        ex, sig = example_and_signature(flavor, example, predict)
+        log_model(
+            model,
+            name="model",
+            signature=sig,
+            input_example=ex,
+            registered_model_name=cfg.registered_model_name,
+            **kwargs,
+        )
+
+
+# ---------------------------------------------------------------------------
 # datasets: the training and evaluation data as run inputs (name, digest, context)
 # ---------------------------------------------------------------------------
 def _dataset(data: Any, name: str) -> Any:
@@ -102,6 +270,15 @@ def log_datasets(flavor: str, sets: list[tuple[Any, str, str]]) -> None:
             ds = _dataset(data, name)
             if ds is not None:
                 tracking.log_input(ds, context=context)
+
+
+def fit_datasets(x: Any, eval_set: Any, prefix: str) -> list[tuple[Any, str, str]]:
+    """The data of a sklearn-API fit: X as "train", each eval set X as "<prefix>_<i>"."""
+    sets: list[tuple[Any, str, str]] = [(x, "train", "train")]
+    for i, pair in enumerate(eval_set or []):
+        if isinstance(pair, (tuple, list)) and pair and pair[0] is not x:
+            sets.append((pair[0], f"{prefix}_{i}", "eval"))
+    return sets
 
 
 # ---------------------------------------------------------------------------
@@ -203,6 +380,22 @@ def log_importance(
             live.log_artifact_bytes(png, f"feature_importance_{importance_type}.png")
 
 
+def log_importances(
+    flavor: str,
+    live: Any,
+    importance_types: Any,
+    importance: Callable[[str], dict[str, Any]],
+    indent: int | None = None,
+) -> None:
+    """log_importance for each type; `importance(type)` gives the feature -> value mapping."""
+    for imp_type in importance_types:
+        imp: dict[str, Any] | None = None
+        with autolog.safely(flavor, f"feature importance '{imp_type}'"):
+            imp = importance(imp_type)
+        if imp is not None:
+            log_importance(flavor, live, imp_type, imp, indent=indent)
+
+
 # ---------------------------------------------------------------------------
 # model directories
 # ---------------------------------------------------------------------------
@@ -219,6 +412,18 @@ def data_file(model_dir: str, conf: dict[str, Any], what: str) -> str:
             "the model directory."
         )
     return full
+
+
+def flavor_conf(model_dir: str, flavor: str) -> Any:
+    """The flavor's entry in the MLmodel file of `model_dir`."""
+    from . import mlmodel
+
+    conf = mlmodel.read_mlmodel(model_dir)["flavors"].get(flavor)
+    if conf is None:
+        raise InvalidInputError(
+            f"The model at '{model_dir}' has no {flavor} flavor; load it with its own flavor."
+        )
+    return conf
 
 
 def class_name(obj: Any) -> str:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -136,7 +134,7 @@ def save_model(
     sig = sigs.as_signature(signature) if signature is not False else None
     if sig is not None:
         _check_signature(sig)
-    example = sigs.InputExample(input_example) if input_example is not None else None
+    example = sigs.input_example(input_example)
     path = mlmodel.prepare_dir(path)
     if example is not None:
         example.save(path)
@@ -152,26 +150,19 @@ def save_model(
             "keras_version": keras.__version__,
             "save_exported_model": False,
         },
-        "python_function": {
-            "env": {"conda": mlmodel.CONDA_FILE, "virtualenv": mlmodel.PYTHON_ENV_FILE},
-            "loader_module": "mlflow.keras",
-            "python_version": mlmodel.python_version(),
-        },
+        "python_function": mlmodel.pyfunc_flavor("mlflow.keras"),
     }
     packages = ["keras"]
     backend = keras.backend.backend()
     packages += {"torch": ["torch"], "jax": ["jax"], "tensorflow": ["tensorflow"]}.get(backend, [])
-    if pip_requirements is not None:
-        packages = list(pip_requirements)
-    packages += list(extra_pip_requirements or [])
-    mlmodel.write_env_files(path, packages)
+    mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     return mlmodel.write_mlmodel(
         path,
         flavors,
         run_id=_run_id,
         artifact_path=_artifact_path,
-        signature=sig.to_dict() if sig else None,
-        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        signature=sig,
+        example=example,
         metadata=metadata,
     )
 
@@ -198,16 +189,9 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-    if registered_model_name is not None:
-        from ..format.registry import check_model_name
 
-        check_model_name(registered_model_name)  # refused before anything is logged
-    dest = tracking.safe_artifact_path(name or artifact_path or "model")
-    live = tracking.live_run()
-    tmp = tempfile.mkdtemp(prefix="gitrun-model-")
-    try:
-        local = os.path.join(tmp, "model")
-        doc = save_model(
+    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
+        return save_model(
             model,
             local,
             save_exported_model=save_exported_model,
@@ -217,21 +201,13 @@ def log_model(
             extra_pip_requirements=extra_pip_requirements,
             save_model_kwargs=save_model_kwargs,
             metadata=metadata,
-            _run_id=live.run_id,
+            _run_id=run_id,
             _artifact_path=dest,
         )
-        from ..capture import artwalk
 
-        for full, rel_path, _size in artwalk.walk(local, artwalk.Limits(0, 0)).files:
-            live.log_artifact_file(full, f"{dest}/{rel_path}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    info = mlmodel.ModelInfo.from_mlmodel(doc, f"runs:/{live.run_id}/{dest}")
-    if registered_model_name is not None:
-        info.registered_model_version = tracking.register_model(
-            info.model_uri, registered_model_name
-        ).version
-    return info
+    return _autolog.log_saved_model(  # type: ignore[no-any-return]
+        save, name or artifact_path or "model", registered_model_name
+    )
 
 
 def _model_file(local: str, doc: dict[str, Any]) -> str:

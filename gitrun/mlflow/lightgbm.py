@@ -13,8 +13,6 @@ lightgbm itself is imported only inside the functions here.
 from __future__ import annotations
 
 import os
-import pickle
-import threading
 from typing import Any
 
 from ..errors import InvalidInputError
@@ -25,8 +23,8 @@ from . import autolog as _autolog
 FLAVOR_NAME = "lightgbm"
 MIN_VERSION, MAX_VERSION = "3.0", "4"  # the versions autolog is tested with (4 means 4.x)
 BOOSTER_CLASS = "lightgbm.basic.Booster"
-SERIALIZATION_PICKLE = "pickle"
-SERIALIZATION_CLOUDPICKLE = "cloudpickle"
+SERIALIZATION_PICKLE = mlmodel.SERIALIZATION_PICKLE
+SERIALIZATION_CLOUDPICKLE = mlmodel.SERIALIZATION_CLOUDPICKLE
 # lightgbm.train arguments MLflow does not log as params (data, callables, the booster params)
 _UNLOGGED = (
     "params",
@@ -50,14 +48,6 @@ def _lgb() -> Any:
 # ---------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------
-def _default_format() -> str:
-    try:
-        import cloudpickle  # noqa: F401
-    except ImportError:
-        return SERIALIZATION_PICKLE
-    return SERIALIZATION_CLOUDPICKLE
-
-
 def save_model(
     lgb_model: Any,
     path: str,
@@ -90,34 +80,25 @@ def save_model(
             f"gitrun.lightgbm saves a lightgbm.Booster or a lightgbm scikit-learn model, not "
             f"{type(lgb_model).__name__}."
         )
-    fmt = serialization_format or _default_format()
-    if fmt not in (SERIALIZATION_PICKLE, SERIALIZATION_CLOUDPICKLE):
+    fmt = serialization_format or mlmodel.default_serialization()
+    if fmt not in mlmodel.PICKLE_FORMATS:
         raise InvalidInputError(
             f"Unsupported serialization format '{fmt}'; gitrun writes lightgbm scikit-learn "
             f"models as {SERIALIZATION_CLOUDPICKLE} or {SERIALIZATION_PICKLE}."
         )
     from . import signature as sigs
 
-    example = sigs.InputExample(input_example) if input_example is not None else None
+    example = sigs.input_example(input_example)
     path = mlmodel.prepare_dir(path)
     data = "model.lgb" if booster else "model.pkl"
     if booster:
         lgb_model.save_model(os.path.join(path, data))
     else:
-        with open(os.path.join(path, data), "wb") as f:
-            if fmt == SERIALIZATION_CLOUDPICKLE:
-                import cloudpickle
-
-                cloudpickle.dump(lgb_model, f)
-            else:
-                pickle.dump(lgb_model, f, protocol=pickle.DEFAULT_PROTOCOL)
+        mlmodel.dump_pickled(lgb_model, os.path.join(path, data), fmt)
     packages = ["lightgbm"]
     if not booster and fmt == SERIALIZATION_CLOUDPICKLE:
         packages.append("cloudpickle")
-    if pip_requirements is not None:
-        packages = list(pip_requirements)
-    packages += list(extra_pip_requirements or [])
-    mlmodel.write_env_files(path, packages)
+    mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     flavors = {
         FLAVOR_NAME: {
             "code": None,
@@ -126,26 +107,18 @@ def save_model(
             "model_class": _gbm.class_name(lgb_model),
             "serialization_format": fmt,
         },
-        "python_function": {
-            "data": data,
-            "env": {"conda": mlmodel.CONDA_FILE, "virtualenv": mlmodel.PYTHON_ENV_FILE},
-            "loader_module": "mlflow.lightgbm",
-            "python_version": mlmodel.python_version(),
-        },
+        "python_function": mlmodel.pyfunc_flavor("mlflow.lightgbm", data=data),
     }
     if example is not None:
         example.save(path)
-    if signature is None and example is not None:
-        sig = sigs.signature_from_example(example, lgb_model.predict)
-    else:
-        sig = sigs.as_signature(signature)
+    sig = sigs.model_signature(signature, example, lgb_model.predict)
     return mlmodel.write_mlmodel(
         path,
         flavors,
         run_id=_run_id,
         artifact_path=_artifact_path,
-        signature=sig.to_dict() if sig else None,
-        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        signature=sig,
+        example=example,
         metadata=metadata,
     )
 
@@ -192,30 +165,12 @@ def log_model(
 
 
 def _load(model_dir: str) -> Any:
-    conf = mlmodel.read_mlmodel(model_dir)["flavors"].get(FLAVOR_NAME)
-    if conf is None:
-        raise InvalidInputError(
-            f"The model at '{model_dir}' has no lightgbm flavor; load it with its own flavor."
-        )
+    conf = _gbm.flavor_conf(model_dir, FLAVOR_NAME)
     lgb = _lgb()
     path = _gbm.data_file(model_dir, conf, FLAVOR_NAME)
     if conf.get("model_class", BOOSTER_CLASS) == BOOSTER_CLASS:
         return lgb.Booster(model_file=path)
-    fmt = conf.get("serialization_format", SERIALIZATION_CLOUDPICKLE)
-    if fmt == "skops":  # what MLflow 3 writes when skops is installed
-        from ..errors import require
-
-        skops_io = require("skops.io", "skops")
-        trusted = conf.get("skops_trusted_types") or skops_io.get_untrusted_types(file=path)
-        return skops_io.load(path, trusted=trusted)
-    if fmt not in (SERIALIZATION_PICKLE, SERIALIZATION_CLOUDPICKLE):
-        raise InvalidInputError(f"Unsupported serialization format '{fmt}' in {model_dir}.")
-    with open(path, "rb") as f:
-        if fmt == SERIALIZATION_CLOUDPICKLE:
-            from ..errors import require
-
-            return require("cloudpickle", "cloudpickle").load(f)
-        return pickle.load(f)
+    return mlmodel.load_pickled(path, conf, SERIALIZATION_CLOUDPICKLE, model_dir)
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> Any:
@@ -247,9 +202,6 @@ def _load_pyfunc(path: str) -> Any:
 # ---------------------------------------------------------------------------
 # autolog
 # ---------------------------------------------------------------------------
-_fit = threading.local()  # .live: the run of a sklearn-API fit, for the train call inside it
-
-
 def autolog(
     log_input_examples: bool = False,
     log_model_signatures: bool = True,
@@ -265,101 +217,37 @@ def autolog(
     """Log every top-level `lightgbm.train` and scikit-learn API `fit` (params, per-iteration
     eval metrics, early stopping, feature importance, the model)."""
     lgb = _lgb()
-    _autolog.configure(
-        FLAVOR_NAME,
-        log_input_examples=log_input_examples,
-        log_model_signatures=log_model_signatures,
-        log_models=log_models,
-        log_datasets=log_datasets,
-        disable=disable,
-        exclusive=exclusive,
-        disable_for_unsupported_versions=disable_for_unsupported_versions,
-        silent=silent,
-        registered_model_name=registered_model_name,
-        extra_tags=extra_tags,
-    )
-    _autolog.unpatch(FLAVOR_NAME)
-    if disable:
-        return
-    in_range = _autolog.check_version(FLAVOR_NAME, lgb.__version__, MIN_VERSION, MAX_VERSION)
-    if not in_range and disable_for_unsupported_versions:
-        _autolog.config(FLAVOR_NAME).disable = True
+    settings = {
+        "log_input_examples": log_input_examples,
+        "log_model_signatures": log_model_signatures,
+        "log_models": log_models,
+        "log_datasets": log_datasets,
+        "disable": disable,
+        "exclusive": exclusive,
+        "disable_for_unsupported_versions": disable_for_unsupported_versions,
+        "silent": silent,
+        "registered_model_name": registered_model_name,
+        "extra_tags": extra_tags,
+    }
+    if not _gbm.enable(FLAVOR_NAME, lgb, MIN_VERSION, MAX_VERSION, settings):
         return
     import lightgbm.sklearn
 
-    _autolog.patch(FLAVOR_NAME, lgb, "train", _patched_train)
-    _autolog.patch(FLAVOR_NAME, lightgbm.sklearn, "train", _patched_train)
-    _autolog.patch(FLAVOR_NAME, lgb.Dataset, "__init__", _patched_dataset_init)
-    for cls in _sklearn_classes(lgb):
-        _autolog.patch(FLAVOR_NAME, cls, "fit", _patched_fit)
+    fit = _gbm.patched_fit(FLAVOR_NAME, "valid", _log_autologged_model, _eval_set)
+    _gbm.patch(FLAVOR_NAME, lgb, lightgbm.sklearn, lgb.Dataset, lgb.LGBMModel, _train, fit)
 
 
-def _sklearn_classes(lgb: Any) -> list[type]:
-    """LGBMModel and its subclasses that define their own fit (LGBMClassifier, ...)."""
-    seen: list[type] = []
-    todo = [lgb.LGBMModel]
-    while todo:
-        c = todo.pop()
-        if c in seen:
-            continue
-        seen.append(c)
-        todo.extend(c.__subclasses__())
-    return [c for c in seen if "fit" in c.__dict__]
+def _log_autologged_model(model: Any, example: Any, predict: Any) -> None:
+    _gbm.log_model(FLAVOR_NAME, log_model, model, example, predict)
 
 
-def _patched_dataset_init(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
-    original(self, *args, **kwargs)
-    cfg = _autolog.config(FLAVOR_NAME)
-    if cfg.log_models and (cfg.log_input_examples or cfg.log_model_signatures):
-        _gbm.keep_example(self, args[0] if args else kwargs.get("data"))
-
-
-def _patched_train(original: Any, *args: Any, **kwargs: Any) -> Any:
-    live = getattr(_fit, "live", None)
-    if live is not None:  # the train call of a sklearn-API fit: logs all but the model
-        _fit.live = None
-        with _autolog.outermost():
-            return _train(live, original, args, kwargs, direct=False)
-    with _autolog.outermost() as top:
-        if not top:
-            return original(*args, **kwargs)
-        with _autolog.autolog_run(FLAVOR_NAME) as live:
-            if live is None:
-                return original(*args, **kwargs)
-            return _train(live, original, args, kwargs, direct=True)
-
-
-def _patched_fit(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
-    with _autolog.outermost() as top:
-        if not top:
-            return original(self, *args, **kwargs)
-        with _autolog.autolog_run(FLAVOR_NAME) as live:
-            if live is None:
-                return original(self, *args, **kwargs)
-            x = args[0] if args else kwargs.get("X")
-            example = _gbm.first_rows(x)
-            evals = kwargs.get("eval_set")
-            if evals is None and kwargs.get("eval_X") is not None:  # lightgbm >= 4.7
-                xs = kwargs["eval_X"]
-                evals = [(e,) for e in (xs if isinstance(xs, (list, tuple)) else [xs])]
-            _gbm.log_datasets(FLAVOR_NAME, _fit_datasets(x, evals, "valid"))
-            _fit.live = live
-            try:
-                result = original(self, *args, **kwargs)
-            finally:
-                _fit.live = None
-            cfg = _autolog.config(FLAVOR_NAME)
-            if cfg.log_models:
-                with _autolog.safely(FLAVOR_NAME, "the model"):
-                    ex, sig = _gbm.example_and_signature(FLAVOR_NAME, example, self.predict)
-                    log_model(
-                        self,
-                        name="model",
-                        signature=sig,
-                        input_example=ex,
-                        registered_model_name=cfg.registered_model_name,
-                    )
-            return result
+def _eval_set(kwargs: dict[str, Any]) -> Any:
+    """The eval sets of a sklearn-API fit: eval_set, or eval_X (lightgbm >= 4.7)."""
+    evals = kwargs.get("eval_set")
+    if evals is None and kwargs.get("eval_X") is not None:
+        xs = kwargs["eval_X"]
+        evals = [(e,) for e in (xs if isinstance(xs, (list, tuple)) else [xs])]
+    return evals
 
 
 def _train_datasets(original: Any, args: tuple, kwargs: dict) -> list[tuple[Any, str, str]]:
@@ -372,15 +260,6 @@ def _train_datasets(original: Any, args: tuple, kwargs: dict) -> list[tuple[Any,
         if valid is not train_set:
             name = str(names[i]) if i < len(names) else f"valid_{i}"
             sets.append((getattr(valid, "data", None), name, "eval"))
-    return sets
-
-
-def _fit_datasets(x: Any, eval_set: Any, prefix: str) -> list[tuple[Any, str, str]]:
-    """The data of a sklearn-API fit: X as "train", each eval set X as "<prefix>_<i>"."""
-    sets: list[tuple[Any, str, str]] = [(x, "train", "train")]
-    for i, pair in enumerate(eval_set or []):
-        if isinstance(pair, (tuple, list)) and pair and pair[0] is not x:
-            sets.append((pair[0], f"{prefix}_{i}", "eval"))
     return sets
 
 
@@ -407,20 +286,25 @@ class _Callback:
             _autolog.warn(FLAVOR_NAME, f"per-iteration metrics not logged ({e})")
 
 
+def _importance(model: Any, importance_type: str) -> dict[str, Any]:
+    values = model.feature_importance(importance_type=importance_type).tolist()
+    return dict(zip(model.feature_name(), values))
+
+
 def _train(
     live: Any, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any], direct: bool
 ) -> Any:
-    cfg = _autolog.config(FLAVOR_NAME)
-    booster_params = _gbm.argument(original, args, kwargs, "params") or {}
-    with _autolog.safely(FLAVOR_NAME, "the booster params"):
-        _gbm.log_params(FLAVOR_NAME, live, dict(booster_params))
-    _gbm.log_params(FLAVOR_NAME, live, _gbm.fn_params(original, args, kwargs, _UNLOGGED))
-    if direct:
-        _gbm.log_datasets(FLAVOR_NAME, _train_datasets(original, args, kwargs))
-    results: list[dict[str, float]] = []
-    call_args, call_kwargs = _gbm.with_callback(original, args, kwargs, _Callback(live, results))
-    model = original(*call_args, **call_kwargs)
-
+    datasets = _train_datasets(original, args, kwargs) if direct else None
+    model, results = _gbm.train(
+        FLAVOR_NAME,
+        live,
+        original,
+        args,
+        kwargs,
+        _UNLOGGED,
+        datasets,
+        lambda results: _Callback(live, results),
+    )
     best = int(getattr(model, "best_iteration", 0) or 0)
     if best > 0:  # early stopping was on
         with _autolog.safely(FLAVOR_NAME, "the early-stopping metrics"):
@@ -428,23 +312,11 @@ def _train(
             _gbm.log_metrics(live, {"stopped_iteration": extra_step, "best_iteration": best}, 0)
             if 0 < best <= len(results):
                 _gbm.log_metrics(live, results[best - 1], extra_step)
-    for imp_type in _IMPORTANCE_TYPES:
-        imp: dict[str, Any] | None = None
-        with _autolog.safely(FLAVOR_NAME, f"feature importance '{imp_type}'"):
-            values = model.feature_importance(importance_type=imp_type).tolist()
-            imp = dict(zip(model.feature_name(), values))
-        if imp is not None:
-            _gbm.log_importance(FLAVOR_NAME, live, imp_type, imp, indent=2)
-    if direct and cfg.log_models:  # a sklearn-API fit logs its model itself
-        with _autolog.safely(FLAVOR_NAME, "the model"):
-            train_set = _gbm.argument(original, args, kwargs, "train_set")
-            example = getattr(train_set, _gbm.EXAMPLE_ATTR, None)
-            ex, sig = _gbm.example_and_signature(FLAVOR_NAME, example, model.predict)
-            log_model(
-                model,
-                name="model",
-                signature=sig,
-                input_example=ex,
-                registered_model_name=cfg.registered_model_name,
-            )
+    _gbm.log_importances(
+        FLAVOR_NAME, live, _IMPORTANCE_TYPES, lambda t: _importance(model, t), indent=2
+    )
+    if direct:  # a sklearn-API fit logs its model itself
+        train_set = _gbm.argument(original, args, kwargs, "train_set")
+        example = getattr(train_set, _gbm.EXAMPLE_ATTR, None)
+        _log_autologged_model(model, example, model.predict)
     return model

@@ -20,6 +20,10 @@ MLMODEL_FILE = "MLmodel"
 REQUIREMENTS_FILE = "requirements.txt"
 PYTHON_ENV_FILE = "python_env.yaml"
 CONDA_FILE = "conda.yaml"
+# how a flavor that pickles its model (sklearn, lightgbm's scikit-learn API) writes it
+SERIALIZATION_PICKLE = "pickle"
+SERIALIZATION_CLOUDPICKLE = "cloudpickle"
+PICKLE_FORMATS = (SERIALIZATION_PICKLE, SERIALIZATION_CLOUDPICKLE)
 
 
 @dataclass
@@ -78,10 +82,34 @@ def python_version() -> str:
     return platform.python_version()
 
 
-def write_env_files(path: str, packages: list[str]) -> None:
-    """requirements.txt, python_env.yaml and conda.yaml pinned to the installed versions."""
+def pyfunc_flavor(loader_module: str, **conf: Any) -> dict[str, Any]:
+    """The python_function flavor entry of a model directory that `loader_module` loads: the
+    environment files, the Python version and the flavor's own keys (data, model_path, ...),
+    sorted as MLflow writes them."""
+    entry = {
+        "env": {"conda": CONDA_FILE, "virtualenv": PYTHON_ENV_FILE},
+        "loader_module": loader_module,
+        "python_version": python_version(),
+        **conf,
+    }
+    return dict(sorted(entry.items()))
+
+
+def write_env_files(
+    path: str,
+    packages: list[str],
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+) -> None:
+    """requirements.txt, python_env.yaml and conda.yaml pinned to the installed versions.
+
+    `packages` are the flavor's own requirements; save_model's `pip_requirements` replace
+    them and its `extra_pip_requirements` are added, as in MLflow."""
     from ..format import yamlio
 
+    if pip_requirements is not None:
+        packages = list(pip_requirements)
+    packages = list(packages) + list(extra_pip_requirements or [])
     reqs = []
     for dist in packages:
         v = _version(dist)
@@ -110,15 +138,18 @@ def write_mlmodel(
     flavors: dict[str, Any],
     run_id: str | None = None,
     artifact_path: str | None = None,
-    signature: dict[str, Any] | None = None,
-    saved_input_example_info: dict[str, Any] | None = None,
+    signature: Any = None,
+    example: Any = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the MLmodel file, keys sorted as MLflow writes them; returns its contents.
 
-    `signature` is ModelSignature.to_dict() (the `signature:` block MLflow writes), and
-    `saved_input_example_info` the entry for the input_example.json beside it.
+    `signature` is the model's ModelSignature (None: none; its to_dict() is the `signature:`
+    block MLflow writes), and `example` the signature.InputExample saved beside it (its info
+    is the `saved_input_example_info` entry).
     """
+    signature = signature.to_dict() if signature else None
+    saved_input_example_info = dict(sorted(example.info.items())) if example else None
     doc: dict[str, Any] = {}
     if artifact_path is not None:
         doc["artifact_path"] = artifact_path
@@ -166,6 +197,48 @@ def read_mlmodel(path: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("flavors"), dict):
         raise GitrunError(f"{f} is not a valid MLmodel file: it has no flavors mapping.")
     return doc
+
+
+def default_serialization() -> str:
+    """cloudpickle when it is installed (MLflow's default), else pickle."""
+    try:
+        import cloudpickle  # noqa: F401
+    except ImportError:
+        return SERIALIZATION_PICKLE
+    return SERIALIZATION_CLOUDPICKLE
+
+
+def dump_pickled(model: Any, path: str, fmt: str) -> None:
+    """Write `model` at `path` with pickle or cloudpickle (`fmt`, one of PICKLE_FORMATS)."""
+    import pickle
+
+    with open(path, "wb") as f:
+        if fmt == SERIALIZATION_CLOUDPICKLE:
+            import cloudpickle
+
+            cloudpickle.dump(model, f)
+        else:
+            pickle.dump(model, f, protocol=pickle.DEFAULT_PROTOCOL)
+
+
+def load_pickled(path: str, conf: dict[str, Any], default_format: str, where: str) -> Any:
+    """The model a flavor pickled at `path`; `conf` is its flavor entry (serialization_format,
+    else `default_format`; also skops, which MLflow 3 writes when skops is installed)."""
+    import pickle
+
+    from ..errors import require
+
+    fmt = conf.get("serialization_format", default_format)
+    if fmt == "skops":
+        skops_io = require("skops.io", "skops")
+        trusted = conf.get("skops_trusted_types") or skops_io.get_untrusted_types(file=path)
+        return skops_io.load(path, trusted=trusted)
+    if fmt not in PICKLE_FORMATS:
+        raise InvalidInputError(f"Unsupported serialization format '{fmt}' in {where}.")
+    with open(path, "rb") as f:
+        if fmt == SERIALIZATION_CLOUDPICKLE:
+            return require("cloudpickle", "cloudpickle").load(f)
+        return pickle.load(f)
 
 
 def prepare_dir(path: str) -> str:

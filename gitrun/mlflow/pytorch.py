@@ -264,12 +264,7 @@ def save_model(
     os.makedirs(data_dir)
     if example is not None:
         example.save(path)
-    if signature is False:
-        sig = None
-    elif signature is None and example is not None:
-        sig = sigs.signature_from_example(example, _PyTorchWrapper(pytorch_model).predict)
-    else:
-        sig = sigs.as_signature(signature)
+    sig = sigs.model_signature(signature, example, _PyTorchWrapper(pytorch_model).predict)
     pickle_module = pickle_module or _default_pickle_module()
     with_pyfunc = True
     if fmt == SERIALIZATION_FORMAT_PT2:
@@ -309,56 +304,24 @@ def save_model(
         conf["extra_files"] = listed
     flavors: dict[str, Any] = {}
     if with_pyfunc:
-        flavors["python_function"] = {
-            "config": {"device": None},
-            "data": MODEL_DATA_SUBPATH,
-            "env": {"conda": mlmodel.CONDA_FILE, "virtualenv": mlmodel.PYTHON_ENV_FILE},
-            "loader_module": "mlflow.pytorch",
-            "pickle_module_name": pickle_module.__name__,
-            "python_version": mlmodel.python_version(),
-        }
+        flavors["python_function"] = mlmodel.pyfunc_flavor(
+            "mlflow.pytorch",
+            config={"device": None},
+            data=MODEL_DATA_SUBPATH,
+            pickle_module_name=pickle_module.__name__,
+        )
     flavors[FLAVOR_NAME] = conf
     packages = ["torch", "cloudpickle"]
-    if pip_requirements is not None:
-        packages = list(pip_requirements)
-    packages += list(extra_pip_requirements or [])
-    mlmodel.write_env_files(path, packages)
+    mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     return mlmodel.write_mlmodel(
         path,
         flavors,
         run_id=_run_id,
         artifact_path=_artifact_path,
-        signature=sig.to_dict() if sig else None,
-        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        signature=sig,
+        example=example,
         metadata=metadata,
     )
-
-
-def _log_saved(save: Any, name: str, registered_model_name: str | None) -> mlmodel.ModelInfo:
-    """Save a model to a temp dir with `save(local_dir, run_id, artifact_path)` and log the
-    directory under `name` in the active run (started if none)."""
-    if registered_model_name is not None:
-        from ..format.registry import check_model_name
-
-        check_model_name(registered_model_name)  # refused before anything is logged
-    dest = tracking.safe_artifact_path(name)
-    live = tracking.live_run()
-    tmp = tempfile.mkdtemp(prefix="gitrun-model-")
-    try:
-        local = os.path.join(tmp, "model")
-        doc = save(local, live.run_id, dest)
-        from ..capture import artwalk
-
-        for full, rel_path, _size in artwalk.walk(local, artwalk.Limits(0, 0)).files:
-            live.log_artifact_file(full, f"{dest}/{rel_path}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    info = mlmodel.ModelInfo.from_mlmodel(doc, f"runs:/{live.run_id}/{dest}")
-    if registered_model_name is not None:
-        info.registered_model_version = tracking.register_model(
-            info.model_uri, registered_model_name
-        ).version
-    return info
 
 
 def log_model(
@@ -407,7 +370,9 @@ def log_model(
             **kwargs,
         )
 
-    return _log_saved(save, name or artifact_path or "model", registered_model_name)
+    return _autolog.log_saved_model(  # type: ignore[no-any-return]
+        save, name or artifact_path or "model", registered_model_name
+    )
 
 
 def _pickle_module_for(name: str) -> Any:

@@ -819,6 +819,21 @@ def _has_ndarray(data: Any) -> bool:
     return False
 
 
+def input_example(example: Any) -> InputExample | None:
+    """What save_model writes for `input_example=` (None when it got none)."""
+    return InputExample(example) if example is not None else None
+
+
+def model_signature(
+    signature: Any, example: InputExample | None, predict: Any
+) -> ModelSignature | None:
+    """The signature save_model writes, as MLflow: the one given (False: none); with none
+    given and an input example, the one inferred from the example and `predict` on it."""
+    if signature is None and example is not None:
+        return signature_from_example(example, predict)
+    return as_signature(signature)
+
+
 def signature_from_example(example: InputExample, predict: Any) -> ModelSignature | None:
     """What MLflow infers when save_model gets an input example and no signature: the
     inputs from the example, the outputs from the model's prediction on it; a warning and

@@ -9,10 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-import pickle
-import shutil
 import sys
-import tempfile
 import warnings
 from typing import Any
 
@@ -28,23 +25,15 @@ from . import mlmodel  # noqa: E402
 
 FLAVOR_NAME = "sklearn"
 MODEL_FILE = "model.pkl"
-SERIALIZATION_PICKLE = "pickle"
-SERIALIZATION_CLOUDPICKLE = "cloudpickle"
-SUPPORTED_SERIALIZATION_FORMATS = [SERIALIZATION_PICKLE, SERIALIZATION_CLOUDPICKLE]
+SERIALIZATION_PICKLE = mlmodel.SERIALIZATION_PICKLE
+SERIALIZATION_CLOUDPICKLE = mlmodel.SERIALIZATION_CLOUDPICKLE
+SUPPORTED_SERIALIZATION_FORMATS = list(mlmodel.PICKLE_FORMATS)
 PATCHED_METHODS = ("fit", "fit_predict", "fit_transform")
 
 
 # ---------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------
-def _default_format() -> str:
-    try:
-        import cloudpickle  # noqa: F401
-    except ImportError:
-        return SERIALIZATION_PICKLE
-    return SERIALIZATION_CLOUDPICKLE
-
-
 def save_model(
     sk_model: Any,
     path: str,
@@ -65,7 +54,7 @@ def save_model(
     """Write `sk_model` as an MLflow model directory at `path`; returns the MLmodel contents."""
     import sklearn
 
-    fmt = serialization_format or _default_format()
+    fmt = serialization_format or mlmodel.default_serialization()
     if fmt not in SUPPORTED_SERIALIZATION_FORMATS:
         raise InvalidInputError(
             f"Unsupported serialization format '{fmt}'; gitrun writes "
@@ -78,29 +67,15 @@ def save_model(
         )
     from . import signature as sigs
 
-    example = sigs.InputExample(input_example) if input_example is not None else None
+    example = sigs.input_example(input_example)
     path = mlmodel.prepare_dir(path)
-    with open(os.path.join(path, MODEL_FILE), "wb") as f:
-        if fmt == SERIALIZATION_CLOUDPICKLE:
-            import cloudpickle
-
-            cloudpickle.dump(sk_model, f)
-        else:
-            pickle.dump(sk_model, f, protocol=pickle.DEFAULT_PROTOCOL)
+    mlmodel.dump_pickled(sk_model, os.path.join(path, MODEL_FILE), fmt)
     packages = ["scikit-learn"] + (["cloudpickle"] if fmt == SERIALIZATION_CLOUDPICKLE else [])
-    if pip_requirements is not None:
-        packages = list(pip_requirements)
-    packages += list(extra_pip_requirements or [])
-    mlmodel.write_env_files(path, packages)
-    pyfunc_conf = {
-        "env": {"conda": mlmodel.CONDA_FILE, "virtualenv": mlmodel.PYTHON_ENV_FILE},
-        "loader_module": "mlflow.sklearn",
-        "model_path": MODEL_FILE,
-        "predict_fn": pyfunc_predict_fn,
-        "python_version": mlmodel.python_version(),
-    }
+    mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     flavors = {
-        "python_function": pyfunc_conf,
+        "python_function": mlmodel.pyfunc_flavor(
+            "mlflow.sklearn", model_path=MODEL_FILE, predict_fn=pyfunc_predict_fn
+        ),
         FLAVOR_NAME: {
             "code": None,
             "pickled_model": MODEL_FILE,
@@ -112,17 +87,17 @@ def save_model(
     # the example and the model's prediction on it; signature=False gives none.
     if example is not None:
         example.save(path)
-    if signature is None and example is not None:
-        sig = sigs.signature_from_example(example, getattr(sk_model, pyfunc_predict_fn))
-    else:
-        sig = sigs.as_signature(signature)
+    # pyfunc_predict_fn is looked up (and a missing one refused) only to infer a signature
+    infer = signature is None and example is not None
+    predict = getattr(sk_model, pyfunc_predict_fn) if infer else None
+    sig = sigs.model_signature(signature, example, predict)
     return mlmodel.write_mlmodel(
         path,
         flavors,
         run_id=_run_id,
         artifact_path=_artifact_path,
-        signature=sig.to_dict() if sig else None,
-        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        signature=sig,
+        example=example,
         metadata=metadata,
     )
 
@@ -146,16 +121,9 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-    if registered_model_name is not None:
-        from ..format.registry import check_model_name
 
-        check_model_name(registered_model_name)  # refused before anything is logged
-    dest = tracking.safe_artifact_path(name or artifact_path or "model")
-    live = tracking.live_run()
-    tmp = tempfile.mkdtemp(prefix="gitrun-model-")
-    try:
-        local = os.path.join(tmp, "model")
-        doc = save_model(
+    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
+        return save_model(
             sk_model,
             local,
             serialization_format=serialization_format,
@@ -165,21 +133,13 @@ def log_model(
             metadata=metadata,
             signature=signature,
             input_example=input_example,
-            _run_id=live.run_id,
+            _run_id=run_id,
             _artifact_path=dest,
         )
-        from ..capture import artwalk
 
-        for full, rel_path, _size in artwalk.walk(local, artwalk.Limits(0, 0)).files:
-            live.log_artifact_file(full, f"{dest}/{rel_path}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    info = mlmodel.ModelInfo.from_mlmodel(doc, f"runs:/{live.run_id}/{dest}")
-    if registered_model_name is not None:
-        info.registered_model_version = tracking.register_model(
-            info.model_uri, registered_model_name
-        ).version
-    return info
+    return _autolog.log_saved_model(  # type: ignore[no-any-return]
+        save, name or artifact_path or "model", registered_model_name
+    )
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> Any:
@@ -196,18 +156,7 @@ def load_model(model_uri: str, dst_path: str | None = None) -> Any:
 
 
 def _load_pickled(path: str, conf: dict[str, Any]) -> Any:
-    fmt = conf.get("serialization_format", SERIALIZATION_PICKLE)
-    if fmt == "skops":
-        skops_io = require("skops.io", "skops")
-        trusted = conf.get("skops_trusted_types") or skops_io.get_untrusted_types(file=path)
-        return skops_io.load(path, trusted=trusted)
-    if fmt not in SUPPORTED_SERIALIZATION_FORMATS:
-        raise InvalidInputError(f"Unsupported serialization format '{fmt}' in {path}.")
-    with open(path, "rb") as f:
-        if fmt == SERIALIZATION_CLOUDPICKLE:
-            cloudpickle = require("cloudpickle", "cloudpickle")
-            return cloudpickle.load(f)
-        return pickle.load(f)
+    return mlmodel.load_pickled(path, conf, SERIALIZATION_PICKLE, path)
 
 
 # pyfunc loader protocol (gitrun.pyfunc calls this; MLflow's own loader is mlflow.sklearn)
@@ -215,7 +164,7 @@ def _load_pyfunc(path: str) -> Any:
     if os.path.isdir(path):
         conf = mlmodel.read_mlmodel(path)["flavors"].get(FLAVOR_NAME, {})
         return _load_pickled(os.path.join(path, conf.get("pickled_model", MODEL_FILE)), conf)
-    return _load_pickled(path, {"serialization_format": _default_format()})
+    return _load_pickled(path, {"serialization_format": mlmodel.default_serialization()})
 
 
 # ---------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import tempfile
 import uuid
 from typing import Any
 
-from .. import tracking
 from ..errors import InvalidInputError, require
 from ..query import artifacts
+from . import autolog as _autolog
 from . import mlmodel
 
 FLAVOR_NAME = "spark"
@@ -243,7 +243,7 @@ def save_model(
         spark_model = PipelineModel([spark_model])  # as MLflow: always a PipelineModel
     from . import signature as sigs
 
-    example = sigs.InputExample(input_example) if input_example is not None else None
+    example = sigs.input_example(input_example)
     if signature is None and example is not None:
         signature = _signature_from_example(spark_model, input_example)
     sig = sigs.as_signature(signature) if signature is not False else None
@@ -252,17 +252,9 @@ def save_model(
     if example is not None:
         example.save(path)
     packages = ["pyspark"]
-    if pip_requirements is not None:
-        packages = list(pip_requirements)
-    packages += list(extra_pip_requirements or [])
-    mlmodel.write_env_files(path, packages)
+    mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     flavors = {
-        "python_function": {
-            "data": SPARK_MODEL_PATH_SUB,
-            "env": {"conda": mlmodel.CONDA_FILE, "virtualenv": mlmodel.PYTHON_ENV_FILE},
-            "loader_module": "mlflow.spark",
-            "python_version": mlmodel.python_version(),
-        },
+        "python_function": mlmodel.pyfunc_flavor("mlflow.spark", data=SPARK_MODEL_PATH_SUB),
         FLAVOR_NAME: {
             "code": None,
             "model_class": fully_qualified_class_name(spark_model),
@@ -275,8 +267,8 @@ def save_model(
         flavors,
         run_id=_run_id,
         artifact_path=_artifact_path,
-        signature=sig.to_dict() if sig else None,
-        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        signature=sig,
+        example=example,
         metadata=metadata,
     )
 
@@ -315,18 +307,11 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-    if registered_model_name is not None:
-        from ..format.registry import check_model_name
-
-        check_model_name(registered_model_name)  # refused before anything is logged
     _pyspark()
-    _validate_model(spark_model)
-    dest = tracking.safe_artifact_path(name or artifact_path or "model")
-    live = tracking.live_run()
-    tmp = tempfile.mkdtemp(prefix="gitrun-model-")
-    try:
-        local = os.path.join(tmp, "model")
-        doc = save_model(
+    _validate_model(spark_model)  # refused before a run is started
+
+    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
+        return save_model(
             spark_model,
             local,
             dfs_tmpdir=dfs_tmpdir,
@@ -335,21 +320,13 @@ def log_model(
             pip_requirements=pip_requirements,
             extra_pip_requirements=extra_pip_requirements,
             metadata=metadata,
-            _run_id=live.run_id,
+            _run_id=run_id,
             _artifact_path=dest,
         )
-        from ..capture import artwalk
 
-        for full, rel_path, _size in artwalk.walk(local, artwalk.Limits(0, 0)).files:
-            live.log_artifact_file(full, f"{dest}/{rel_path}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    info = mlmodel.ModelInfo.from_mlmodel(doc, f"runs:/{live.run_id}/{dest}")
-    if registered_model_name is not None:
-        info.registered_model_version = tracking.register_model(
-            info.model_uri, registered_model_name
-        ).version
-    return info
+    return _autolog.log_saved_model(  # type: ignore[no-any-return]
+        save, name or artifact_path or "model", registered_model_name
+    )
 
 
 def load_model(model_uri: str, dfs_tmpdir: str | None = None, dst_path: str | None = None) -> Any:

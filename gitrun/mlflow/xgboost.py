@@ -13,7 +13,6 @@ xgboost itself is imported only inside the functions here.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 from ..errors import InvalidInputError
@@ -83,22 +82,14 @@ def save_model(
         )
     from . import signature as sigs
 
-    example = sigs.InputExample(input_example) if input_example is not None else None
+    example = sigs.input_example(input_example)
     path = mlmodel.prepare_dir(path)
     data = f"model.{model_format}"
     xgb_model.save_model(os.path.join(path, data), **kwargs)
     packages = ["xgboost"]
-    if pip_requirements is not None:
-        packages = list(pip_requirements)
-    packages += list(extra_pip_requirements or [])
-    mlmodel.write_env_files(path, packages)
+    mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     flavors = {
-        "python_function": {
-            "data": data,
-            "env": {"conda": mlmodel.CONDA_FILE, "virtualenv": mlmodel.PYTHON_ENV_FILE},
-            "loader_module": "mlflow.xgboost",
-            "python_version": mlmodel.python_version(),
-        },
+        "python_function": mlmodel.pyfunc_flavor("mlflow.xgboost", data=data),
         FLAVOR_NAME: {
             "code": None,
             "data": data,
@@ -109,17 +100,14 @@ def save_model(
     }
     if example is not None:
         example.save(path)
-    if signature is None and example is not None:
-        sig = sigs.signature_from_example(example, _Wrapper(xgb_model).predict)
-    else:
-        sig = sigs.as_signature(signature)
+    sig = sigs.model_signature(signature, example, _Wrapper(xgb_model).predict)
     return mlmodel.write_mlmodel(
         path,
         flavors,
         run_id=_run_id,
         artifact_path=_artifact_path,
-        signature=sig.to_dict() if sig else None,
-        saved_input_example_info=dict(sorted(example.info.items())) if example else None,
+        signature=sig,
+        example=example,
         metadata=metadata,
     )
 
@@ -192,11 +180,7 @@ def _model_class(name: Any) -> Any:
 
 
 def _load(model_dir: str) -> Any:
-    conf = mlmodel.read_mlmodel(model_dir)["flavors"].get(FLAVOR_NAME)
-    if conf is None:
-        raise InvalidInputError(
-            f"The model at '{model_dir}' has no xgboost flavor; load it with its own flavor."
-        )
+    conf = _gbm.flavor_conf(model_dir, FLAVOR_NAME)
     cls = _model_class(conf.get("model_class", "xgboost.core.Booster"))
     model = cls()
     model.load_model(_gbm.data_file(model_dir, conf, FLAVOR_NAME))
@@ -235,9 +219,6 @@ def _load_pyfunc(path: str) -> Any:
 # ---------------------------------------------------------------------------
 # autolog
 # ---------------------------------------------------------------------------
-_fit = threading.local()  # .live: the run of a sklearn-API fit, for the train call inside it
-
-
 def autolog(
     importance_types: list[str] | None = None,
     log_input_examples: bool = False,
@@ -262,100 +243,31 @@ def autolog(
         )
     if isinstance(importance_types, str):
         importance_types = [importance_types]
-    _autolog.configure(
-        FLAVOR_NAME,
-        importance_types=list(importance_types or ["weight"]),
-        log_input_examples=log_input_examples,
-        log_model_signatures=log_model_signatures,
-        log_models=log_models,
-        log_datasets=log_datasets,
-        disable=disable,
-        exclusive=exclusive,
-        disable_for_unsupported_versions=disable_for_unsupported_versions,
-        silent=silent,
-        registered_model_name=registered_model_name,
-        model_format=model_format,
-        extra_tags=extra_tags,
-    )
-    _autolog.unpatch(FLAVOR_NAME)
-    if disable:
-        return
-    in_range = _autolog.check_version(FLAVOR_NAME, xgb.__version__, MIN_VERSION, MAX_VERSION)
-    if not in_range and disable_for_unsupported_versions:
-        _autolog.config(FLAVOR_NAME).disable = True
+    settings = {
+        "importance_types": list(importance_types or ["weight"]),
+        "log_input_examples": log_input_examples,
+        "log_model_signatures": log_model_signatures,
+        "log_models": log_models,
+        "log_datasets": log_datasets,
+        "disable": disable,
+        "exclusive": exclusive,
+        "disable_for_unsupported_versions": disable_for_unsupported_versions,
+        "silent": silent,
+        "registered_model_name": registered_model_name,
+        "model_format": model_format,
+        "extra_tags": extra_tags,
+    }
+    if not _gbm.enable(FLAVOR_NAME, xgb, MIN_VERSION, MAX_VERSION, settings):
         return
     import xgboost.sklearn
 
-    _autolog.patch(FLAVOR_NAME, xgb, "train", _patched_train)
-    _autolog.patch(FLAVOR_NAME, xgboost.sklearn, "train", _patched_train)
-    _autolog.patch(FLAVOR_NAME, xgb.DMatrix, "__init__", _patched_dmatrix_init)
-    for cls in _sklearn_classes(xgb):
-        _autolog.patch(FLAVOR_NAME, cls, "fit", _patched_fit)
+    fit = _gbm.patched_fit(FLAVOR_NAME, "validation", _log_autologged_model)
+    _gbm.patch(FLAVOR_NAME, xgb, xgboost.sklearn, xgb.DMatrix, xgb.XGBModel, _train, fit)
 
 
-def _sklearn_classes(xgb: Any) -> list[type]:
-    """XGBModel and its subclasses that define their own fit (XGBClassifier, XGBRanker, ...)."""
-    seen: list[type] = []
-    todo = [xgb.XGBModel]
-    while todo:
-        c = todo.pop()
-        if c in seen:
-            continue
-        seen.append(c)
-        todo.extend(c.__subclasses__())
-    return [c for c in seen if "fit" in c.__dict__]
-
-
-def _patched_dmatrix_init(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
-    original(self, *args, **kwargs)
-    cfg = _autolog.config(FLAVOR_NAME)
-    if cfg.log_models and (cfg.log_input_examples or cfg.log_model_signatures):
-        _gbm.keep_example(self, args[0] if args else kwargs.get("data"))
-
-
-def _patched_train(original: Any, *args: Any, **kwargs: Any) -> Any:
-    live = getattr(_fit, "live", None)
-    if live is not None:  # the train call of a sklearn-API fit: logs all but the model
-        _fit.live = None
-        with _autolog.outermost():
-            return _train(live, original, args, kwargs, direct=False)
-    with _autolog.outermost() as top:
-        if not top:
-            return original(*args, **kwargs)
-        with _autolog.autolog_run(FLAVOR_NAME) as live:
-            if live is None:
-                return original(*args, **kwargs)
-            return _train(live, original, args, kwargs, direct=True)
-
-
-def _patched_fit(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
-    with _autolog.outermost() as top:
-        if not top:
-            return original(self, *args, **kwargs)
-        with _autolog.autolog_run(FLAVOR_NAME) as live:
-            if live is None:
-                return original(self, *args, **kwargs)
-            x = args[0] if args else kwargs.get("X")
-            example = _gbm.first_rows(x)
-            _gbm.log_datasets(FLAVOR_NAME, _fit_datasets(x, kwargs.get("eval_set"), "validation"))
-            _fit.live = live
-            try:
-                result = original(self, *args, **kwargs)
-            finally:
-                _fit.live = None
-            cfg = _autolog.config(FLAVOR_NAME)
-            if cfg.log_models:
-                with _autolog.safely(FLAVOR_NAME, "the model"):
-                    ex, sig = _gbm.example_and_signature(FLAVOR_NAME, example, self.predict)
-                    log_model(
-                        self,
-                        name="model",
-                        signature=sig,
-                        input_example=ex,
-                        registered_model_name=cfg.registered_model_name,
-                        model_format=cfg.extra.get("model_format", "ubj"),
-                    )
-            return result
+def _log_autologged_model(model: Any, example: Any, predict: Any) -> None:
+    model_format = _autolog.config(FLAVOR_NAME).extra.get("model_format", "ubj")
+    _gbm.log_model(FLAVOR_NAME, log_model, model, example, predict, model_format=model_format)
 
 
 def _matrix_data(dmatrix: Any) -> Any:
@@ -372,15 +284,6 @@ def _train_datasets(original: Any, args: tuple, kwargs: dict) -> list[tuple[Any,
     for pair in _gbm.argument(original, args, kwargs, "evals") or []:
         if isinstance(pair, (tuple, list)) and len(pair) == 2 and pair[0] is not dtrain:
             sets.append((_matrix_data(pair[0]), str(pair[1]), "eval"))
-    return sets
-
-
-def _fit_datasets(x: Any, eval_set: Any, prefix: str) -> list[tuple[Any, str, str]]:
-    """The data of a sklearn-API fit: X as "train", each eval set X as "<prefix>_<i>"."""
-    sets: list[tuple[Any, str, str]] = [(x, "train", "train")]
-    for i, pair in enumerate(eval_set or []):
-        if isinstance(pair, (tuple, list)) and pair and pair[0] is not x:
-            sets.append((pair[0], f"{prefix}_{i}", "eval"))
     return sets
 
 
@@ -422,19 +325,17 @@ def _train(
     live: Any, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any], direct: bool
 ) -> Any:
     cfg = _autolog.config(FLAVOR_NAME)
-    booster_params = _gbm.argument(original, args, kwargs, "params") or {}
-    with _autolog.safely(FLAVOR_NAME, "the booster params"):
-        _gbm.log_params(FLAVOR_NAME, live, dict(booster_params))
-    _gbm.log_params(FLAVOR_NAME, live, _gbm.fn_params(original, args, kwargs, _UNLOGGED))
-    if direct:
-        _gbm.log_datasets(FLAVOR_NAME, _train_datasets(original, args, kwargs))
-    results: list[dict[str, float]] = []
-    call_args, call_kwargs = args, kwargs
-    with _autolog.safely(FLAVOR_NAME, "per-iteration metrics"):
-        callback = _callback_class()(live, results)
-        call_args, call_kwargs = _gbm.with_callback(original, args, kwargs, callback)
-    model = original(*call_args, **call_kwargs)
-
+    datasets = _train_datasets(original, args, kwargs) if direct else None
+    model, results = _gbm.train(
+        FLAVOR_NAME,
+        live,
+        original,
+        args,
+        kwargs,
+        _UNLOGGED,
+        datasets,
+        lambda results: _callback_class()(live, results),
+    )
     if _gbm.argument(original, args, kwargs, "early_stopping_rounds"):
         with _autolog.safely(FLAVOR_NAME, "the early-stopping metrics"):
             best = int(model.best_iteration)
@@ -442,28 +343,16 @@ def _train(
             _gbm.log_metrics(live, {"stopped_iteration": extra_step - 1, "best_iteration": best}, 0)
             if 0 <= best < len(results):
                 _gbm.log_metrics(live, results[best], extra_step)
-    for imp_type in cfg.extra.get("importance_types") or ["weight"]:
-        imp: dict[str, Any] | None = None
-        with _autolog.safely(FLAVOR_NAME, f"feature importance '{imp_type}'"):
-            imp = model.get_score(importance_type=imp_type)
-        if imp is not None:
-            _gbm.log_importance(FLAVOR_NAME, live, imp_type, imp)
-    if direct and cfg.log_models:  # a sklearn-API fit logs its model itself
-        with _autolog.safely(FLAVOR_NAME, "the model"):
-            dtrain = _gbm.argument(original, args, kwargs, "dtrain")
-            example = getattr(dtrain, _gbm.EXAMPLE_ATTR, None)
-            xgb = _xgb()
+    importance_types = cfg.extra.get("importance_types") or ["weight"]
+    _gbm.log_importances(
+        FLAVOR_NAME, live, importance_types, lambda t: model.get_score(importance_type=t)
+    )
+    if direct:  # a sklearn-API fit logs its model itself
+        dtrain = _gbm.argument(original, args, kwargs, "dtrain")
+        xgb = _xgb()
 
-            def predict(data: Any) -> Any:
-                return model.predict(xgb.DMatrix(data))
+        def predict(data: Any) -> Any:
+            return model.predict(xgb.DMatrix(data))
 
-            ex, sig = _gbm.example_and_signature(FLAVOR_NAME, example, predict)
-            log_model(
-                model,
-                name="model",
-                signature=sig,
-                input_example=ex,
-                registered_model_name=cfg.registered_model_name,
-                model_format=cfg.extra.get("model_format", "ubj"),
-            )
+        _log_autologged_model(model, getattr(dtrain, _gbm.EXAMPLE_ATTR, None), predict)
     return model

@@ -271,7 +271,15 @@ def record(opts: RecordOptions) -> tuple[int, RunRecord | None]:
     metrics_file = opts.metrics_file or cfg.get("metrics-file")
     artifacts = list(cfg.get("artifacts") or []) + list(opts.artifacts)
     root = repo.work_tree or here or os.getcwd()
-    git_dirs = sorted({os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)})
+    # A linked worktree may itself live inside the common git dir (gitrun sweep's trial
+    # slots do): what counts as "git's own directory" is then the repository data around
+    # it, not the worktree's files.
+    real_top = os.path.realpath(root)
+    git_dirs = sorted(
+        g
+        for g in {os.path.realpath(repo.git_dir), os.path.realpath(repo.common_dir)}
+        if not (real_top == g or real_top.startswith(g.rstrip(os.sep) + os.sep))
+    )
     dests = [(path, artifact_dest(path, root, git_dirs, here)) for path in artifacts]
     limits = artwalk.limits(cfg, opts.max_artifact_files, opts.max_artifact_size)
     if opts.store_inputs and not opts.inputs:

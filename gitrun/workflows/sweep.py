@@ -42,6 +42,7 @@ TRIAL_TAG = "gitrun.sweep.trial"
 PARENT_TAG = "mlflow.parentRunId"
 BEST_RUN_TAG = "gitrun.sweep.best_run"
 BEST_PARAMS_TAG = "gitrun.sweep.best_params"
+SPACE_TAG_PREFIX = "gitrun.sweep.space."  # + param name: its spec as given to -p
 ENV_PARAM_PREFIX = "GITRUN_PARAM_"
 ENV_TRIAL = "GITRUN_SWEEP_TRIAL"
 ENV_PARAMS = "GITRUN_PARAMS"  # all of the trial's params, as a JSON object
@@ -178,6 +179,14 @@ def build_spec(opts: SweepOptions, repo: Repo) -> dict[str, Any]:
         raise UsageError(f"Param {dup[0]!r} is given twice with -p; give each name once.")
     for n in names:
         tracking.validate_key(n, "param name")
+    import difflib
+
+    for word in sorted({m.group(1) for a in opts.command for m in _SUBST.finditer(a)}):
+        close = difflib.get_close_matches(word, names, n=1) if word not in names else []
+        if close:  # {lrr} for {lr}: left as it is, the trial would get the literal text
+            raise UsageError(
+                f"The command has {{{word}}}, which is no -p param; did you mean {{{close[0]}}}?"
+            )
     objective = opts.maximize or opts.minimize
     key = metric_key(objective) if objective else None
     if opts.optuna is not None:
@@ -269,8 +278,10 @@ def start(opts: SweepOptions, progress: Callable[[Progress], None] | None = None
         source_name="gitrun sweep",
         quiet=opts.quiet,
     )
+    # The space goes into tags, not params: the parent's params would otherwise sit beside
+    # its trials' values ("0.01,0.1" among 0.01, 0.1) in every table, plot and filter.
     for p in spec["params"]:
-        parent.log_param(p["name"], p["spec"])
+        parent.set_tag(f"{SPACE_TAG_PREFIX}{p['name']}", p["spec"])
     from ..format import journal
 
     rec = journal.replay(parent.journal.path)
@@ -314,12 +325,14 @@ def resume(
         )
     rows = search(repo, f"tags.`{SWEEP_TAG}` = '{rid}'", lifecycles=None)
     finished: dict[int, Any] = {}
+    earlier: dict[int, int] = {}  # trial number -> runs it already has (a retry's name)
     for row in rows:
         r = row.to_record()
         try:
             n = int(r.tags.get(TRIAL_TAG, ""))
         except ValueError:
             continue
+        earlier[n] = earlier.get(n, 0) + 1
         if r.status == "FINISHED" and 0 <= n < int(spec["trials"]):
             finished[n] = r
     opts.max_failures = (
@@ -329,6 +342,7 @@ def resume(
     parent = resume_run(repo, rid)
     parent.set_tag("gitrun.sweep.resumed", str(int(rec.tags.get("gitrun.sweep.resumed", "0")) + 1))
     state = _State(repo, parent, spec, commit, rec.run_name, finished, [])
+    state.earlier = earlier
     return _drive(state, executor, opts, progress)
 
 
@@ -349,6 +363,7 @@ class _State:
         self.commit = commit
         self.name = name
         self.finished = finished  # trial number -> RunRecord, from an earlier run (resume)
+        self.earlier: dict[int, int] = {}  # resume: runs each trial number already has
         self.errors = errors
 
 
@@ -495,6 +510,12 @@ def _account(
     status = res.get("status") or "FAILED"
     if res.get("error"):
         st.errors.append(f"Trial {res.get('index')}: {res['error']}")
+    if status == "FAILED" and res.get("run_id") and not res.get("error"):
+        why = f": {res['reason']}" if res.get("reason") else ""
+        st.errors.append(
+            f"Trial {res.get('index')} (run {res['run_id'][:8]}) failed with exit code "
+            f"{res.get('exit_code')}{why}"
+        )
     if status == "FINISHED":
         prog.finished += 1
     elif status == "KILLED":
@@ -502,9 +523,10 @@ def _account(
     else:
         prog.failed += 1
     p = st.parent
-    p.log_metric("trials_finished", prog.finished + prog.done_before, step, None)
-    p.log_metric("trials_failed", prog.failed, step, None)
-    p.log_metric("trials_killed", prog.killed, step, None)
+    # Counts are tags (the trials' charts and parallel coordinates stay the trials' metrics).
+    p.set_tag("gitrun.sweep.trials_finished", str(prog.finished + prog.done_before))
+    p.set_tag("gitrun.sweep.trials_failed", str(prog.failed))
+    p.set_tag("gitrun.sweep.trials_killed", str(prog.killed))
     if status == "FINISHED" and res.get("run_id") and not res.get("pruned"):
         v = (res.get("metrics") or {}).get(key) if key else None
         if _better(prog, key, direction, v, res["run_id"]):
@@ -528,7 +550,9 @@ def _trial_spec(st: _State, trial: tuple[int, dict[str, str]]) -> dict[str, Any]
         "command": substitute(spec["command"], params),
         "params": params,
         "env": env,
-        "name": f"{st.name}-{index}",
+        # a retried trial gets a name of its own (-retry1, ...), so names stay unique
+        "name": f"{st.name}-{index}"
+        + (f"-retry{st.earlier[index]}" if st.earlier.get(index) else ""),
         "experiment": spec["experiment"],
         "tags": {
             PARENT_TAG: st.parent.run_id,

@@ -87,6 +87,17 @@ def parse_spec(name: str, spec: str) -> Dim:
     if colon and head == "choice":
         values = _list(name, spec, rest)
         return Dim(name, "choice", values=values, text=spec)
+    if colon and re.fullmatch(r"[A-Za-z_]+", head):
+        import difflib
+
+        kinds = ("loguniform", "uniform", "int", "choice")
+        close = difflib.get_close_matches(head.lower(), kinds, n=1, cutoff=0.6)
+        if close or head.lower() in kinds:
+            raise UsageError(
+                f"-p {name}={spec}: {head!r} is not a distribution; did you mean "
+                f"{(close or [head.lower()])[0]}? (loguniform:LO:HI, uniform:LO:HI, int:LO:HI, "
+                "choice:a,b,c)"
+            )
     m = re.match(r"^([+-]?\d+)\.\.([+-]?\d+)(?:\.\.(\d+))?$", spec.strip())
     if m:
         lo, hi, step = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)

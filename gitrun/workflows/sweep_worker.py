@@ -126,6 +126,19 @@ def write_params_file(path: str, params: dict[str, str]) -> None:
             yaml.safe_dump(data, f, sort_keys=False, default_flow_style=False)
 
 
+def _last_output_line(cwd: str, rec: Any) -> str:
+    """The last line the failed command printed (its error, usually), for the driver's
+    report: the whole output stays in the run (its output.log)."""
+    if not getattr(rec, "output_blob", None):
+        return ""
+    try:
+        kind, data = Repo.discover(cwd).read_object(rec.output_blob)
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+    lines = [x.strip() for x in data[-4096:].decode(errors="replace").splitlines() if x.strip()]
+    return lines[-1][:300] if lines and kind == "blob" else ""
+
+
 def run_trial(trial: dict[str, Any], worktree: str, first: bool, commit: str) -> dict[str, Any]:
     """Reset the worktree, write the params file, record the command; the result line."""
     global _busy
@@ -164,6 +177,8 @@ def run_trial(trial: dict[str, Any], worktree: str, first: bool, commit: str) ->
         out["exit_code"] = code
         if rec is not None:
             out.update(run_id=rec.run_id, status=rec.status, metrics=dict(rec.metrics))
+            if rec.status == "FAILED":
+                out["reason"] = _last_output_line(cwd, rec)
     except GitrunError as e:
         out["error"] = str(e)
     except (OSError, ValueError) as e:  # a params file that cannot be written or parsed
