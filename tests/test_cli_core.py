@@ -176,3 +176,15 @@ def test_a_table_wider_than_the_terminal_names_the_columns_it_leaves_out():
 def test_a_mistyped_command_gets_the_command_meant(repo):
     p = run_cli("serch", "metrics.a > 1", cwd=repo)
     assert p.returncode == 2 and "Did you mean 'search'?" in p.stderr
+
+
+def test_config_without_a_key_lists_every_setting(repo):
+    assert run_cli("config", "large-file-threshold", "2MB", cwd=repo).returncode == 0
+    p = run_cli("config", cwd=repo)
+    assert p.returncode == 0, p.stderr
+    settings = dict(line.split(None, 1) for line in p.stdout.splitlines())
+    assert settings == {
+        "auto-push": "false",
+        "large-file-threshold": "2MB",
+        "artifact-store": "none",
+    }

@@ -104,10 +104,11 @@ def remote_runs(remote, fmt):
 
 
 @cli.command(name="config")
-@click.argument("key", type=click.Choice(CONFIG_KEYS), metavar="KEY")
+@click.argument("key", type=click.Choice(CONFIG_KEYS), metavar="KEY", required=False)
 @click.argument("value", required=False)
 def config_cmd(key, value):
-    """Show or set a gitrun setting of this repository (kept in .git/config).
+    """Show or set a gitrun setting of this repository (kept in .git/config); with no KEY,
+    every setting and its value.
 
     auto-push: when true, `gitrun record` pushes each finished run to the
     default remote; a failed push only warns, the run stays local and the next
@@ -122,6 +123,7 @@ def config_cmd(key, value):
 
     \b
     Example:
+      gitrun config
       gitrun config auto-push true
       gitrun config large-file-threshold 100MB
       gitrun config artifact-store s3://ml-artifacts/team
@@ -129,6 +131,14 @@ def config_cmd(key, value):
     from ..workflows import sync
 
     r = repo()
+    if key is None:
+        from ..capture import largefiles
+
+        threshold, store = largefiles.describe(r)
+        on = "true" if sync.auto_push_enabled(r) else "false"
+        for k, v in zip(CONFIG_KEYS, (on, threshold, store)):
+            click.echo(f"{k:<22}{v or 'none'}")
+        return
     if key != "auto-push":
         from ..capture import largefiles
 
