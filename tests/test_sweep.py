@@ -297,3 +297,27 @@ def test_bad_input_is_one_sentence_and_records_nothing(repo, options, says):
     p = sweep(repo, options, *cmd)
     assert p.returncode in (1, 2) and says in p.stderr and "Traceback" not in p.stderr
     assert git(repo, "for-each-ref", "refs/gitrun/") == ""
+
+
+def test_resume_refuses_a_spec_that_writes_outside_the_worktree(repo, tmp_path):
+    """A sweep's spec is read back from its parent run, which may come from someone's push:
+    a params file outside the worktree is refused before anything runs."""
+    import gitrun
+
+    evil = tmp_path / "evil.yaml"
+    spec = {
+        "version": 1,
+        "command": ["true"],
+        "params": [{"name": "x", "kind": "list", "values": ["1"], "text": "1"}],
+        "sampler": "grid",
+        "trials": 1,
+        "params_file": str(evil),
+        "cwd": ".",
+    }
+    with gitrun.start_run(run_name="crafted") as run:
+        gitrun.set_tag("gitrun.sweep.spec", json.dumps(spec))
+    p = run_cli("sweep", "--resume", run.info.run_id[:8], cwd=repo)
+    assert p.returncode == 1, p.stderr
+    assert "not a relative path inside the repository" in p.stderr
+    assert not evil.exists()
+    assert len(runs(repo)) == 1

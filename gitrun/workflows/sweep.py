@@ -148,6 +148,32 @@ def env_name(name: str) -> str:
     return ENV_PARAM_PREFIX + re.sub(r"[^A-Z0-9_]", "_", name.upper())
 
 
+def _check_paths(
+    params_file: Any, metrics_file: Any, artifacts: Any, cwd: Any, where: str = ""
+) -> None:
+    """Relative paths inside the trial's worktree: given on the command line, or read back
+    from a sweep's spec (`where`: whose; a spec may come from someone's push)."""
+    named = [("--params-file", params_file), ("--metrics-file", metrics_file), ("cwd", cwd)]
+    for option, path in named + [("-a", a) for a in artifacts or []]:
+        if path is None:
+            continue
+        if (
+            not isinstance(path, str)
+            or not path.strip()
+            or os.path.isabs(path)
+            or ".." in path.replace("\\", "/").split("/")
+        ):
+            if where:
+                raise InvalidInputError(
+                    f"The spec of {where} has {option} {str(path)[:100]!r}, which is not a "
+                    "relative path inside the repository; it cannot be resumed."
+                )
+            raise UsageError(
+                f"{option} {path!r} must be a relative path inside the repository (each "
+                "trial has a worktree of its own), e.g. out/model.pkl."
+            )
+
+
 def metric_key(objective: str) -> str:
     key = objective[len("metrics.") :] if objective.startswith("metrics.") else objective
     if not key.strip():
@@ -213,15 +239,7 @@ def build_spec(opts: SweepOptions, repo: Repo) -> dict[str, Any]:
     cwd = os.path.relpath(here, root).replace(os.sep, "/")
     if cwd == ".." or cwd.startswith("../"):
         raise UsageError("Run gitrun sweep from inside the repository's work tree.")
-    named = [("--params-file", opts.params_file), ("--metrics-file", opts.metrics_file)]
-    for option, path in named + [("-a", a) for a in opts.artifacts]:
-        if path is not None and (
-            not path.strip() or os.path.isabs(path) or ".." in path.replace("\\", "/").split("/")
-        ):
-            raise UsageError(
-                f"{option} {path!r} must be a relative path inside the repository (each "
-                "trial has a worktree of its own), e.g. out/model.pkl."
-            )
+    _check_paths(opts.params_file, opts.metrics_file, opts.artifacts, cwd)
     return {
         "version": SPEC_VERSION,
         "command": list(opts.command),
@@ -316,6 +334,13 @@ def resume(
         raise InvalidInputError(
             f"The spec of sweep {rid[:8]} (tag {SPEC_TAG}) cannot be read."
         ) from None
+    _check_paths(
+        spec.get("params_file"),
+        spec.get("metrics_file"),
+        spec.get("artifacts"),
+        spec.get("cwd"),
+        where=f"sweep {rid[:8]}",
+    )
     if spec.get("sampler") == "optuna":
         space.optuna_distributions(_dims(spec))
     commit = rec.code.get("commit")
