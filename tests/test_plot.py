@@ -383,6 +383,42 @@ def test_report_of_200_runs_is_small_and_downsampled(big_report):
     assert "downsampled" in big_report.read_text("utf-8")
 
 
+def test_report_whole_number_axes_single_points_and_few_labels():
+    from gitrun.ui import report as R
+
+    recs = [  # epochs 1..12: whole numbers; f1 logged once per run
+        make_record(
+            f"{i:032x}",
+            f"trial-{i}",
+            1_700_000_000_000 + i,
+            params={"epochs": i, "lr": 0.1 * i},
+            metrics={"loss": [1.0, 0.5 / i, 0.2 / i], "f1": [i / 20]},
+        )
+        for i in range(1, 13)
+    ]
+    data = R.report_data(recs)
+    assert data["charted"] == ["loss"]  # a single point per run: in the table, not a curve
+    whole = {"format": "d", "tickMinStep": 1}
+    spec = R.specs(data)
+    assert spec["histories"][0]["encoding"]["x"]["axis"].items() >= whole.items()  # not 0.2
+    axes = {a["key"]: a for a in data["axes"]}
+    assert axes["params.epochs"]["integer"] and not axes["params.lr"]["integer"]
+    assert R.axis_encoding(axes["params.epochs"], "x")["axis"] == {"tickCount": 10, **whole}
+    assert "format" not in R.axis_encoding(axes["params.lr"], "x")["axis"]
+    ticks = [t["t"] for t in data["parallel_data"]["ticks"] if t["a"] == 0]  # epochs' axis
+    assert data["parallel"][0] == "params.epochs" and ticks and all(t.isdigit() for t in ticks)
+    assert P.nice_ticks(1, 3, integer=True) == [1, 2, 3] and P.nice_ticks(1, 3)[1] == 1.5
+    # asked for, a metric of single points is drawn as dots on whole-number steps
+    single = R.specs(R.report_data(recs, ["f1"]))["histories"][0]
+    assert single["mark"]["point"] is True
+    assert single["encoding"]["x"]["axis"].items() >= whole.items()
+    # the scatter names its points for a handful of runs only (tooltips always)
+    x, y = axes["params.epochs"], axes["metrics.f1"]
+    assert len(R.scatter_spec(x, y, 12)["layer"]) == 1
+    assert len(R.scatter_spec(x, y, R.SCATTER_LABELS_MAX)["layer"]) == 2
+    assert R.scatter_spec(x, y, 12)["encoding"]["tooltip"][0]["field"] == "run"
+
+
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.skipif(
 # name: (lr, final loss) -- lr differs, optimizer does not; loss orders beta < alpha < gamma
 RUNS = {"alpha": ("0.1", 0.5), "beta": ("0.01", 0.2), "gamma": ("0.01", 0.9)}
 STEPS = 5
+# name: (epochs, depth) -- whole numbers that sort wrongly as text; a category among numbers
+SWEPT = {"alpha": ("2", "2"), "beta": ("10", "10"), "gamma": ("11", "None")}
 
 
 def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
@@ -86,6 +88,8 @@ def site(tmp_path_factory):
             rid = client.create_run("demo", run_name=name, start_time=start).info.run_id
             client.log_param(rid, "lr", lr)
             client.log_param(rid, "optimizer", "adam")
+            client.log_param(rid, "epochs", SWEPT[name][0])
+            client.log_param(rid, "depth", SWEPT[name][1])
             for step in range(STEPS):
                 loss = final + (STEPS - 1 - step) * 0.3
                 client.log_metric(rid, "loss", loss, start + step * 1000, step)
@@ -203,6 +207,17 @@ def test_table_shows_the_runs_with_their_columns(site, browser):
     )
     assert cell == "0.2"
     assert browser.execute_script("return document.querySelector('#experiment').value") == "demo"
+    # every experiment at 1280 px: the metrics are on the screen, the table scrolls sideways
+    # inside its panel with the run's name kept at the left
+    load(browser, site.base + "/")
+    seen = browser.execute_script(
+        "const wrap = document.querySelector('.table-wrap').getBoundingClientRect();"
+        "const m = document.querySelector('#runs-table th.metric').getBoundingClientRect();"
+        "return {right: m.right <= wrap.right && m.right <= innerWidth, w: innerWidth,"
+        " name: getComputedStyle(document.querySelector('#runs-table td.name')).position,"
+        " overflow: getComputedStyle(document.querySelector('.table-wrap')).overflowX}"
+    )
+    assert seen == {"right": True, "w": 1280, "name": "sticky", "overflow": "auto"}
 
 
 def test_clicking_a_metric_header_sorts_by_it(site, browser):
@@ -369,6 +384,13 @@ def test_run_page_shows_an_image_artifact_and_what_show_has(site, browser):
         )
         == STEPS
     )
+    # it takes the panel's width (one chart: the whole row), whole-number step ticks
+    width, grid, fmt = browser.execute_script(
+        "const c = window.gitrun.charts['run:loss'];"
+        "return [c.view.width(), document.querySelector('#run-charts').clientWidth,"
+        " c.spec.encoding.x.axis.format]"
+    )
+    assert width > 0.8 * grid and fmt == "d", (width, grid)
 
 
 def test_runs_logged_while_the_page_is_open_appear_without_a_reload(site, browser, monkeypatch):
@@ -457,3 +479,53 @@ def test_no_request_leaves_127_0_0_1(site, browser):
         if e["level"] == "SEVERE" and "status of 400" not in e["message"]
     ]
     assert severe == []
+
+
+def test_compare_sweep_axes_follow_the_values(site, browser):
+    load(browser, site.base + "/compare?runs=alpha,beta,gamma")
+    wait_for(
+        browser, "return !!(window.gitrun.charts['scatter'] && window.gitrun.charts['parallel'])"
+    )
+    # parallel coordinates: the params that vary (numbers and a category), then the metrics
+    axes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#compare-sweep .picker input:checked'))"
+        ".map(i => i.value)"
+    )
+    assert axes == [
+        "params.depth",
+        "params.epochs",
+        "params.lr",
+        "metrics.accuracy",
+        "metrics.loss",
+    ]
+    assert browser.execute_script(
+        "return window.gitrun.charts['parallel'].view.data('lines').length"
+    ) == 3 * len(axes)
+
+    def scatter_x(key: str):
+        browser.execute_script(
+            "const s = document.querySelector('#scatter-x'); s.value = arguments[0];"
+            "window.gitrun.charts['scatter'] = null; s.dispatchEvent(new Event('change'));",
+            key,
+        )
+        return wait_for(
+            browser,
+            "const c = window.gitrun.charts['scatter'];"
+            "return c && [c.view.scale('x').type, c.view.scale('x').domain(),"
+            " c.spec.encoding.x.axis || null]",
+        )
+
+    # whole numbers: a numeric axis (2, 10, 11 -- not "10" < "11" < "2") with whole ticks
+    kind, domain, axis = scatter_x("params.epochs")
+    assert kind == "linear" and domain[0] <= 2 and domain[1] >= 11
+    assert axis == {"format": "d", "tickMinStep": 1}
+    # a category among numbers: the numbers in numeric order, then the text
+    kind, domain, _ = scatter_x("params.depth")
+    assert kind != "linear" and domain == ["2", "10", "None"]
+    # the curves take the panel's width; accuracy (one point per run) is no curve
+    width, grid = browser.execute_script(
+        "return [window.gitrun.charts['history:loss'].view.width(),"
+        " document.querySelector('#compare-history .chart-grid').clientWidth]"
+    )
+    assert width > 0.8 * grid, (width, grid)
+    assert browser.execute_script("return !window.gitrun.charts['history:accuracy']")

@@ -145,6 +145,8 @@ def test_preview_applies_the_path_rule_and_the_manifest(site):
         status, err = get(site, "/api/gitrun/preview", run_id=rid, path=bad)
         assert status == 400, bad
         assert err["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert err["message"].startswith("No artifact ") and "relative" in err["message"]
+        assert "rename" not in err["message"] and "artifact_path" not in err["message"]
     status, err = get(site, "/api/gitrun/preview", run_id=rid, path="other.txt")
     assert status == 404 and "has no artifact 'other.txt'" in err["message"]
 

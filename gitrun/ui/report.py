@@ -32,6 +32,8 @@ CSP = (
     "style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
 )
 LEGEND_MAX = 20  # more runs than this: charts without a legend (names in tooltips)
+SCATTER_LABELS_MAX = 8  # more points than this: no names beside them (they overlap; tooltips)
+INTEGER_AXIS = {"format": "d", "tickMinStep": 1}  # steps, epochs, depths: 0 1 2, never 0.2
 
 
 def check_output(path: str) -> None:
@@ -79,7 +81,8 @@ def _legend(n: int) -> Any:
 
 
 def history_spec(key: str, data_name: str, n_runs: int, points: bool) -> dict[str, Any]:
-    """A metric's history, one line per run; data rows {run, step, value} from `data_name`."""
+    """A metric's history, one line per run; data rows {run, step, value} from `data_name`
+    (steps are whole numbers: so are the x ticks)."""
     return {
         "width": "container",
         "height": 260,
@@ -87,7 +90,12 @@ def history_spec(key: str, data_name: str, n_runs: int, points: bool) -> dict[st
         "data": {"name": data_name},
         "mark": {"type": "line", "strokeWidth": 1.3, "point": points, "clip": True},
         "encoding": {
-            "x": {"field": "step", "type": "quantitative", "title": "step"},
+            "x": {
+                "field": "step",
+                "type": "quantitative",
+                "title": "step",
+                "axis": {"tickCount": 10, **INTEGER_AXIS},
+            },
             "y": {
                 "field": "value",
                 "type": "quantitative",
@@ -113,21 +121,20 @@ def history_spec(key: str, data_name: str, n_runs: int, points: bool) -> dict[st
 def axis_encoding(a: dict[str, Any], field: str) -> dict[str, Any]:
     """How an axis key (an entry of report_data's "axes") is encoded on x or y."""
     if a["numeric"]:
-        return {
-            "field": field,
-            "type": "quantitative",
-            "title": a["key"],
-            "scale": {"zero": False},
-        }
+        enc: dict[str, Any] = {"field": field, "type": "quantitative", "title": a["key"]}
+        enc["scale"] = {"zero": False}
+        enc["axis"] = {"tickCount": 10, **(INTEGER_AXIS if a.get("integer") else {})}
+        return enc
     return {"field": field, "type": "ordinal", "title": a["key"], "sort": a["categories"]}
 
 
 def scatter_spec(x: dict[str, Any], y: dict[str, Any], n_runs: int) -> dict[str, Any]:
-    """One point per run (named beside it for a few runs); data rows {run, x, y}."""
+    """One point per run (named beside it for a handful of runs, else in its tooltip only);
+    data rows {run, x, y}."""
     layers: list[dict[str, Any]] = [
         {"mark": {"type": "point", "filled": True, "size": 60, "opacity": 0.85}}
     ]
-    if n_runs <= P.LABEL_POINTS_MAX:
+    if n_runs <= SCATTER_LABELS_MAX:
         layers.append(
             {
                 "mark": {"type": "text", "align": "left", "dx": 7, "fontSize": 10},
@@ -224,13 +231,15 @@ def specs(data: dict[str, Any]) -> dict[str, Any]:
     n = len(data["runs"])
     names = [r["label"] for r in data["runs"]]
 
-    def longest(key: str) -> int:
-        return max((len(s[1]) for s in data["histories"][key]), default=0)
+    def dots(key: str) -> bool:
+        # points drawn for short histories, and wherever a run has a single point (a line
+        # of one point is invisible)
+        lengths = [len(s[1]) for s in data["histories"][key]]
+        return bool(lengths) and (max(lengths) <= 30 or min(lengths) == 1)
 
     out: dict[str, Any] = {
         "histories": [
-            history_spec(k, f"h{i}", n, points=longest(k) <= 30)
-            for i, k in enumerate(data["charted"])
+            history_spec(k, f"h{i}", n, points=dots(k)) for i, k in enumerate(data["charted"])
         ],
         "scatter": None,
         "axes": {},
@@ -259,7 +268,7 @@ header, section, footer { padding: 0 24px; max-width: 1400px; margin: 0 auto; }
 h1 { font-size: 22px; margin: 20px 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
 .meta, .note { color: var(--muted); margin: 4px 0; } .note { font-size: 13px; }
 code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr));
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr));
           gap: 18px; }
 .chart { width: 100%; min-height: 120px; } .chart .error { color: #b00; }
 .wide { width: 100%; }

@@ -524,7 +524,14 @@ def preview(repo: Repo, request: Request) -> Any:
     from ..format.paths import check_artifact_path
 
     ref = _arg(request, "run_id") or ""
-    path = check_artifact_path(_arg(request, "path") or "")
+    raw = _arg(request, "path") or ""
+    try:
+        path = check_artifact_path(raw)
+    except InvalidInputError:  # its advice is for logging; this is a reader's request
+        raise InvalidInputError(
+            f"No artifact {raw[:200]!r}: artifact paths are relative to the run, without "
+            "'..', like 'plots/loss.png'."
+        ) from None
     rec = _load_one(repo, ref)
     art = rec.artifacts.get(path)
     if art is None:

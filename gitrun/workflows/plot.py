@@ -299,6 +299,8 @@ class Axis:
         else:
             self.values = {k: str(v) for k, v in raw.items()}
             self.categories = sorted(set(self.values.values()), key=_category_order)
+        # whole numbers only (steps, epochs, depths): ticks at whole numbers, never 0.2 apart
+        self.integer = self.numeric and all(float(v).is_integer() for v in self.values.values())
 
     def position(self, run_id: str) -> float | None:
         """The run's value on this axis as a number (a category: its index)."""
@@ -696,13 +698,16 @@ def parallel_figure(recs: list[RunRecord], cols: list[Axis]) -> Any:
     return fig
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About `n` round tick values between lo and hi (1, 2, 2.5 or 5 times a power of 10)."""
+def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
+    """About `n` round tick values between lo and hi (1, 2, 2.5 or 5 times a power of 10;
+    `integer`: whole numbers only, at least 1 apart)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo]
     raw = (hi - lo) / max(n - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1.0, step if step < 1 or float(step).is_integer() else math.ceil(step))
     first = math.ceil(lo / step - 1e-9) * step
     out = []
     t = first
@@ -721,7 +726,7 @@ def axis_ticks(a: Axis) -> list[tuple[float, str]]:
         return [(a.normalize(float(i)), _short(a.categories[i], 16)) for i in range(0, n, step)]
     if hi == lo:
         return [(0.5, f"{lo:g}")]
-    out = [((t - lo) / (hi - lo), f"{t:g}") for t in nice_ticks(lo, hi)]
+    out = [((t - lo) / (hi - lo), f"{t:g}") for t in nice_ticks(lo, hi, integer=a.integer)]
     for end, pos in ((lo, 0.0), (hi, 1.0)):  # the extremes, unless a tick is close
         if all(abs(p - pos) > 0.08 for p, _ in out):
             out.append((pos, f"{end:.4g}"))
@@ -905,6 +910,7 @@ def report_data(
             {
                 "key": key,
                 "numeric": a.numeric,
+                "integer": a.integer,
                 "categories": a.categories,
                 "values": [_axis_json(a, r.run_id) for r in recs],
                 "varies": len(set(a.values.values())) > 1,

@@ -12,7 +12,8 @@
 (function () {
   const PAGE_SIZE = 100;
   const POLL_MS = 2000;
-  const MAX_DEFAULT_COLUMNS = 6;
+  const MAX_DEFAULT_COLUMNS = 6; // metrics shown by default
+  const MAX_DEFAULT_PARAMS = 4; // params shown by default (3 beside the Experiment column)
   const MAX_OVERLAY_RUNS = 50;
   const PALETTE = [
     "#1f6feb", "#e8590c", "#2f9e44", "#c2255c", "#7048e8", "#0c8599",
@@ -102,6 +103,12 @@
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
       `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
+  // "11-28 22:57" this year, "2025-11-28 22:57" before (the whole time in a title)
+  function fmtShortTime(ms) {
+    const t = fmtTime(ms);
+    if (!t) return t;
+    return t.slice(0, 4) === String(new Date().getFullYear()) ? t.slice(5, 16) : t.slice(0, 16);
+  }
   function fmtDuration(start, end) {
     if (!start) return "";
     const ms = (end || Date.now()) - start;
@@ -143,6 +150,20 @@
     if (typeof v !== "string" || v.trim() === "") return false;
     return Number.isFinite(Number(v));
   }
+  // Category order: numbers first, in numeric order (2 before 10), then the rest as text.
+  function naturalOrder(values) {
+    return Array.from(new Set(values.map(String))).sort((a, b) => {
+      const na = numeric(a);
+      const nb = numeric(b);
+      if (na && nb) return Number(a) - Number(b);
+      if (na !== nb) return na ? -1 : 1;
+      return a < b ? -1 : a > b ? 1 : 0;
+    });
+  }
+  // Whole numbers (steps, epochs, depths) get whole-number ticks, never 0.2 apart.
+  const INTEGER_AXIS = { format: "d", tickMinStep: 1 };
+  const allIntegers = (values) => values.length > 0 && values.every((v) => numeric(v) && Number.isInteger(Number(v)));
+
   // A key in a filter / order_by: backticks when it is not a plain name.
   function ident(kind, key) {
     return /^[A-Za-z_][A-Za-z0-9_.\-/]*$/.test(key) ? `${kind}.${key}` : `${kind}.\`${key}\``;
@@ -214,13 +235,21 @@
     const xTitle = { step: "step", time: "wall time", relative: "seconds since start" }[xKind] || "step";
     const shown = log ? points.filter((p) => p.value > 0) : points;
     const manyPoints = shown.length > 60 * Math.max(1, runOrder.length);
+    // a run with a single point: a line of one point is invisible, so points are drawn
+    const perRun = {};
+    for (const p of shown) perRun[p.run] = (perRun[p.run] || 0) + 1;
+    const lone = Object.keys(perRun).filter((r) => perRun[r] === 1);
+    const dots = !manyPoints && shown.length < 400;
+    const xAxis = xKind === "step" ? Object.assign({ tickCount: 8 }, INTEGER_AXIS) : { tickCount: 8 };
+    const layer = [{ mark: { type: "line", strokeWidth: 2, interpolate: "linear", point: dots ? { size: 18 } : false } }];
+    if (!dots && lone.length) layer.push({ transform: [{ filter: { field: "run", oneOf: lone } }], mark: { type: "point", filled: true, size: 30 } });
     return {
       data: { name: "points", values: shown },
       width: "container",
       height: height || 240,
-      mark: { type: "line", strokeWidth: 2, interpolate: "linear", point: !manyPoints && shown.length < 400 ? { size: 18 } : false },
+      layer,
       encoding: {
-        x: { field: xField, type: xKind === "time" ? "temporal" : "quantitative", title: xTitle, axis: { tickCount: 8 } },
+        x: { field: xField, type: xKind === "time" ? "temporal" : "quantitative", title: xTitle, axis: xAxis },
         y: { field: "value", type: "quantitative", title: key, scale: { type: log ? "log" : "linear", zero: false, nice: true } },
         color: { field: "run", type: "nominal", title: "run", scale: { domain: runOrder, range: runOrder.map((_, i) => PALETTE[i % PALETTE.length]) }, legend: null },
         tooltip: [
@@ -384,8 +413,10 @@
           metrics: want.filter((c) => c.startsWith("metrics.")).map((c) => c.slice(8)),
         };
       }
+      // a few params, so that the metrics fit on the screen (the Columns picker adds more)
+      const maxParams = st.experiment ? MAX_DEFAULT_PARAMS : MAX_DEFAULT_PARAMS - 1;
       return {
-        params: m.params.slice(0, MAX_DEFAULT_COLUMNS).map((p) => p[0]).sort(),
+        params: m.params.slice(0, maxParams).map((p) => p[0]).sort(),
         metrics: m.metrics.slice(0, MAX_DEFAULT_COLUMNS).map((p) => p[0]).sort(),
       };
     }
@@ -462,8 +493,9 @@
         headerCell("Started", "attributes.start_time"),
         headerCell("Duration", null),
         headerCell("Code", ident("tags", "gitrun.code_commit")),
-        chosen.params.map((k) => headerCell(k, ident("params", k), "param")),
+        // metrics first, as MLflow's table: they stay on the screen when params are many
         chosen.metrics.map((k) => headerCell(k, ident("metrics", k), "metric")),
+        chosen.params.map((k) => headerCell(k, ident("params", k), "param")),
       ));
       const rows = st.runs.map((run) => {
         const i = run.info;
@@ -479,14 +511,14 @@
           h("td", { class: "id mono" }, short(i.run_id)),
           h("td", {}, statusBadge(i.status)),
           !st.experiment ? h("td", {}, i.experiment_id) : null,
-          h("td", { class: "time" }, fmtTime(i.start_time)),
+          h("td", { class: "time", title: fmtTime(i.start_time) }, fmtShortTime(i.start_time)),
           h("td", { class: "num" }, fmtDuration(i.start_time, i.end_time)),
           h("td", { class: "mono code" }, commit ? short(commit) : "", dirty ? h("span", { class: "dirty", title: "dirty work tree: the code is a snapshot commit" }, " dirty") : null),
-          chosen.params.map((k) => h("td", { class: "param", title: params[k] }, params[k] === undefined ? "" : params[k])),
           chosen.metrics.map((k) => {
             const v = metricValue(run, k);
             return h("td", { class: "num metric", "data-key": k, "data-value": v === undefined || v === null ? "" : String(v) }, fmtNum(v));
           }),
+          chosen.params.map((k) => h("td", { class: "param", title: params[k] }, params[k] === undefined ? "" : params[k])),
         );
       });
       const empty = !rows.length ? h("tr", { class: "empty" }, h("td", { colspan: 99 }, st.filter ? "No runs match this filter." : "No runs yet: record one with `gitrun record -- python train.py`.")) : null;
@@ -770,12 +802,13 @@
       const grid = h("div", { class: "chart-grid" });
       histSec.append(grid);
       const draw = () => {
-        for (const key of curveKeys) {
-          let box = grid.querySelector(`[data-metric="${CSS.escape(key)}"]`);
-          if (!box) {
-            box = h("div", { class: "chart", "data-metric": key }, h("h3", {}, key), h("div", { class: "vega" }));
-            grid.append(box);
+        for (const key of curveKeys) { // every box first: the grid's columns settle
+          if (!grid.querySelector(`[data-metric="${CSS.escape(key)}"]`)) {
+            grid.append(h("div", { class: "chart", "data-metric": key }, h("h3", {}, key), h("div", { class: "vega" })));
           }
+        }
+        for (const key of curveKeys) {
+          const box = grid.querySelector(`[data-metric="${CSS.escape(key)}"]`);
           const pts = [];
           for (const id of overlay) pts.push(...historyPoints((data.runs[id] || {})[key], st.labels[id]));
           const order = overlay.map((id) => st.labels[id]);
@@ -795,15 +828,21 @@
         const vals = st.runs.map(get);
         const present = vals.filter((v) => v !== undefined && v !== null && v !== "");
         if (!present.length) return;
+        // numeric-looking (every value parses as a number): a quantitative axis
         const isNum = present.every(numeric);
         const distinct = new Set(present.map(String)).size;
-        out.push({ id: `${kind}.${key}`, kind, key, get, isNum, distinct });
+        const integer = isNum && allIntegers(present);
+        const categories = isNum ? [] : naturalOrder(present);
+        out.push({ id: `${kind}.${key}`, kind, key, get, isNum, integer, categories, distinct });
       };
       const keys = (f) => Array.from(new Set(st.runs.flatMap((r) => Object.keys(r[f])))).sort();
       for (const k of keys("params")) add("params", k, (r) => r.params[k]);
       for (const k of keys("metrics")) add("metrics", k, (r) => r.metrics[k]);
       return out;
     }
+
+    const MAX_PC_AXES = 8;
+    const MAX_PC_CATEGORIES = 30; // a param with more distinct texts is no axis
 
     function drawSweep() {
       if (st.runs.length < 2) return;
@@ -816,24 +855,28 @@
       const cols = h("div", { class: "sweep-grid" });
       sec.append(cols);
 
-      // parallel coordinates: every numeric param that varies, then the metrics
+      // parallel coordinates: the params that vary (numbers, or categories evenly spaced),
+      // then the metrics (a few kept even when many params vary)
       const pcBox = h("div", { class: "chart wide" });
-      const varying = numDims.filter((d) => d.kind === "params" && d.distinct > 1);
+      const pcDims = all.filter((d) => d.isNum || (d.kind === "params" && d.distinct <= MAX_PC_CATEGORIES));
+      const varying = pcDims.filter((d) => d.kind === "params" && d.distinct > 1);
       const metricsD = numDims.filter((d) => d.kind === "metrics");
-      let chosen = [...varying, ...metricsD].slice(0, 8);
-      if (chosen.length < 2) chosen = numDims.slice(0, 8);
+      const room = Math.max(MAX_PC_AXES - Math.min(metricsD.length, 3), MAX_PC_AXES - metricsD.length);
+      const chosenParams = varying.slice(0, room);
+      let chosen = [...chosenParams, ...metricsD.slice(0, MAX_PC_AXES - chosenParams.length)];
+      if (chosen.length < 2) chosen = pcDims.slice(0, MAX_PC_AXES);
       const colorSel = h("select", { id: "pc-color" }, metricsD.concat(numDims.filter((d) => d.kind === "params")).map((d) => h("option", { value: d.id }, d.id)));
       const picker = h("details", { class: "picker" }, h("summary", {}, "Axes"),
-        h("div", { class: "picker-body" }, numDims.map((d) => h("label", {}, h("input", { type: "checkbox", value: d.id, checked: chosen.includes(d) }), " ", d.id))));
+        h("div", { class: "picker-body" }, pcDims.map((d) => h("label", {}, h("input", { type: "checkbox", value: d.id, checked: chosen.includes(d) }), " ", d.id))));
       pcBox.append(h("div", { class: "chart-head" }, h("h3", {}, "Parallel coordinates"),
         h("div", { class: "controls" }, picker, h("label", {}, "color ", colorSel))), h("div", { class: "vega", id: "parallel" }));
       cols.append(pcBox);
       const drawPC = () => {
-        const ds = numDims.filter((d) => $$("input:checked", picker).some((i) => i.value === d.id));
+        const ds = pcDims.filter((d) => $$("input:checked", picker).some((i) => i.value === d.id));
         const color = numDims.find((d) => d.id === colorSel.value);
         const el = $("#parallel", pcBox);
         if (ds.length < 2) {
-          el.replaceChildren(h("p", { class: "muted" }, "Choose at least two numeric axes."));
+          el.replaceChildren(h("p", { class: "muted" }, "Choose at least two axes."));
           return;
         }
         const keyCount = {};
@@ -842,22 +885,36 @@
         const rows = [];
         const ticks = [];
         ds.forEach((d) => {
-          const vals = st.runs.map((r) => Number(d.get(r))).filter(Number.isFinite);
-          const lo = Math.min(...vals);
-          const hi = Math.max(...vals);
-          ticks.push({ axis: label(d), y: 1, label: fmtNum(hi), base: "bottom" }, { axis: label(d), y: 0, label: fmtNum(lo), base: "top" });
+          let pos; // a run's value -> [0, 1] along the axis
+          if (d.isNum) {
+            const vals = st.runs.map((r) => Number(d.get(r))).filter(Number.isFinite);
+            const lo = Math.min(...vals);
+            const hi = Math.max(...vals);
+            ticks.push({ axis: label(d), y: 1, label: fmtNum(hi), base: "bottom" }, { axis: label(d), y: 0, label: fmtNum(lo), base: "top" });
+            pos = (v) => (numeric(v) ? (hi > lo ? (Number(v) - lo) / (hi - lo) : 0.5) : null);
+          } else {
+            const n = d.categories.length;
+            const at = (i) => (n > 1 ? i / (n - 1) : 0.5);
+            const every = Math.max(1, Math.ceil(n / 12));
+            d.categories.forEach((c, i) => {
+              if (i % every === 0 || i === n - 1) ticks.push({ axis: label(d), y: at(i), label: c.length > 16 ? c.slice(0, 15) + "…" : c, base: "middle" });
+            });
+            pos = (v) => (v === undefined || v === null || v === "" ? null : at(d.categories.indexOf(String(v))));
+          }
           for (const r of st.runs) {
             const v = d.get(r);
-            if (!numeric(v)) continue;
-            const n = Number(v);
+            const norm = pos(v);
+            if (norm === null || !Number.isFinite(norm)) continue;
             const c = color ? Number(color.get(r)) : 0;
-            rows.push({ run: st.labels[r.run_id], id: r.run_id, axis: label(d), value: n, norm: hi > lo ? (n - lo) / (hi - lo) : 0.5, color: Number.isFinite(c) ? c : null });
+            rows.push({ run: st.labels[r.run_id], id: r.run_id, axis: label(d), value: d.isNum ? fmtNum(Number(v)) : String(v), norm, color: Number.isFinite(c) ? c : null });
           }
         });
         const x = { field: "axis", type: "nominal", sort: ds.map(label), title: null, scale: { paddingOuter: 0.15 }, axis: { orient: "bottom", offset: 18, labelAngle: 0, labelLimit: 110, domain: false, ticks: false, labelFontWeight: 600, labelColor: "#1f2328" } };
         const tickText = (baseline, dy) => ({
           data: { values: ticks.filter((t) => t.base === baseline) },
-          mark: { type: "text", baseline, dy, fontSize: 10, color: "#59636e" },
+          mark: baseline === "middle"
+            ? { type: "text", align: "left", baseline, dx: 4, fontSize: 10, color: "#59636e" }
+            : { type: "text", baseline, dy, fontSize: 10, color: "#59636e" },
           encoding: { x, y: { field: "y", type: "quantitative", scale: { domain: [0, 1] }, axis: null }, text: { field: "label" } },
         });
         const spec = {
@@ -872,11 +929,12 @@
                 x, y: { field: "norm", type: "quantitative", axis: null, scale: { domain: [0, 1] } },
                 detail: { field: "id", type: "nominal" },
                 color: color ? { field: "color", type: "quantitative", title: label(color), scale: { scheme: "viridis" }, legend: { gradientLength: 200 } } : { value: "#1f6feb" },
-                tooltip: [{ field: "run" }, { field: "axis" }, { field: "value", format: ".6~g" }],
+                tooltip: [{ field: "run" }, { field: "axis" }, { field: "value" }],
               },
             },
             tickText("bottom", -5),
             tickText("top", 5),
+            tickText("middle", 0),
           ],
           resolve: { scale: { color: "independent" } },
         };
@@ -886,7 +944,8 @@
       colorSel.addEventListener("change", drawPC);
       drawPC();
 
-      // scatter: any param / metric on each axis
+      // scatter: any param / metric on each axis (numbers quantitative, whole numbers with
+      // whole-number ticks; categories in natural order: 2 before 10)
       const scBox = h("div", { class: "chart" });
       const xs = h("select", { id: "scatter-x" }, all.map((d) => h("option", { value: d.id }, d.id)));
       const ys = h("select", { id: "scatter-y" }, all.map((d) => h("option", { value: d.id }, d.id)));
@@ -895,6 +954,9 @@
       scBox.append(h("div", { class: "chart-head" }, h("h3", {}, "Scatter"),
         h("div", { class: "controls" }, h("label", {}, "x ", xs), h("label", {}, "y ", ys))), h("div", { class: "vega", id: "scatter" }));
       cols.append(scBox);
+      const axisEnc = (d, field) => (d.isNum
+        ? Object.assign({ field, type: "quantitative", title: d.id, scale: { zero: false } }, d.integer ? { axis: INTEGER_AXIS } : {})
+        : { field, type: "ordinal", title: d.id, sort: d.categories });
       const drawSC = () => {
         const dx = all.find((d) => d.id === xs.value);
         const dy = all.find((d) => d.id === ys.value);
@@ -906,8 +968,8 @@
           height: 300,
           mark: { type: "point", filled: true, size: 70, opacity: 0.85, color: "#1f6feb" },
           encoding: {
-            x: { field: "x", type: dx.isNum ? "quantitative" : "nominal", title: dx.id, scale: dx.isNum ? { zero: false } : undefined },
-            y: { field: "y", type: dy.isNum ? "quantitative" : "nominal", title: dy.id, scale: dy.isNum ? { zero: false } : undefined },
+            x: axisEnc(dx, "x"),
+            y: axisEnc(dy, "y"),
             tooltip: [{ field: "run" }, { field: "x", title: dx.id }, { field: "y", title: dy.id }],
           },
         });
@@ -1087,12 +1149,15 @@
       }
       if (tk !== token) return;
       const series = data.runs[r.run_id] || {};
+      // every box first: a chart takes its container's width when drawn, so the grid's
+      // columns must be settled by then
       for (const key of keys) {
-        let box = grid.querySelector(`[data-metric="${CSS.escape(key)}"]`);
-        if (!box) {
-          box = h("div", { class: "chart", "data-metric": key }, h("h3", {}, key), h("div", { class: "vega" }));
-          grid.append(box);
+        if (!grid.querySelector(`[data-metric="${CSS.escape(key)}"]`)) {
+          grid.append(h("div", { class: "chart", "data-metric": key }, h("h3", {}, key), h("div", { class: "vega" })));
         }
+      }
+      for (const key of keys) {
+        const box = grid.querySelector(`[data-metric="${CSS.escape(key)}"]`);
         const label = r.run_name || short(r.run_id);
         const pts = historyPoints(series[key], label);
         const name = "run:" + key;
