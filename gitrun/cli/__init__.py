@@ -74,7 +74,7 @@ class GitrunGroup(click.Group):
             err = (
                 click.ClickException(e.message) if e.exit_code != 2 else click.UsageError(e.message)
             )
-            err.exit_code = e.exit_code
+            err.exit_code = e.exit_code  # type: ignore[misc]  # a ClassVar in click >= 8.5
             raise err from None
 
 
