@@ -37,6 +37,11 @@ def _isolated_env(tmp_path_factory, monkeypatch):
             "GIT_WORK_TREE",
         ):
             monkeypatch.delenv(k, raising=False)
+    # A test that ran real MLflow may have called mlflow.set_tracking_uri(), which outlives
+    # it in this process and outranks MLFLOW_TRACKING_URI: start each test without it.
+    mlflow_utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if mlflow_utils is not None and hasattr(mlflow_utils, "_tracking_uri"):
+        monkeypatch.setattr(mlflow_utils, "_tracking_uri", None)
     import gitrun.tracking as tracking
     from gitrun.tracking import state
 

@@ -89,7 +89,10 @@ def _fs(url: str) -> tuple[Any, str]:
     scheme = urlsplit(url).scheme.lower()
     module, pip = SCHEMES.get(scheme, ("fsspec", "gitrun-ml[s3]"))
     require("fsspec", "gitrun-ml[s3]")
-    require(module, pip)
+    if scheme == "s3":  # the one object-store client gitrun's extras install
+        require("s3fs", "gitrun-ml[s3]")
+    else:
+        require(module, pip)
     import fsspec
 
     return fsspec.core.url_to_fs(url)

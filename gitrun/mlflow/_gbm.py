@@ -133,6 +133,9 @@ def patch(
 
 
 def patched_data_init(flavor: str) -> Callable[..., Any]:
+    """The wrapper of a DMatrix / Dataset constructor: keeps the data's first rows on it, the
+    input example (and signature source) of the model trained on it."""
+
     def init(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
         original(self, *args, **kwargs)
         cfg = autolog.config(flavor)
@@ -152,13 +155,11 @@ def patched_train(flavor: str, train: Train) -> Callable[..., Any]:
             setattr(_fit, flavor, None)
             with autolog.outermost():
                 return train(live, original, args, kwargs, False)
-        with autolog.outermost() as top:
-            if not top:
-                return original(*args, **kwargs)
-            with autolog.autolog_run(flavor) as live:
-                if live is None:
-                    return original(*args, **kwargs)
-                return train(live, original, args, kwargs, True)
+        return autolog.logged_call(
+            flavor,
+            lambda: original(*args, **kwargs),
+            lambda live: train(live, original, args, kwargs, True),
+        )
 
     return wrapper
 
@@ -173,22 +174,19 @@ def patched_fit(
     inside logged to this run, then the model (with an example of X's first rows)."""
 
     def wrapper(original: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
-        with autolog.outermost() as top:
-            if not top:
-                return original(self, *args, **kwargs)
-            with autolog.autolog_run(flavor) as live:
-                if live is None:
-                    return original(self, *args, **kwargs)
-                x = args[0] if args else kwargs.get("X")
-                example = first_rows(x)
-                log_datasets(flavor, fit_datasets(x, eval_set(kwargs), prefix))
-                setattr(_fit, flavor, live)
-                try:
-                    result = original(self, *args, **kwargs)
-                finally:
-                    setattr(_fit, flavor, None)
-                log(self, example, self.predict)
-                return result
+        def fit(live: Any) -> Any:
+            x = args[0] if args else kwargs.get("X")
+            example = first_rows(x)
+            log_datasets(flavor, fit_datasets(x, eval_set(kwargs), prefix))
+            setattr(_fit, flavor, live)
+            try:
+                result = original(self, *args, **kwargs)
+            finally:
+                setattr(_fit, flavor, None)
+            log(self, example, self.predict)
+            return result
+
+        return autolog.logged_call(flavor, lambda: original(self, *args, **kwargs), fit)
 
     return wrapper
 

@@ -38,6 +38,9 @@ functions.  A flavor module `gitrun/mlflow/<flavor>.py` uses this API and nothin
     model directory (returning the MLmodel contents, as ``mlmodel.write_mlmodel`` does); it
     becomes the active run's artifacts under ``name`` (MLflow's runs:/<id>/<name>), and a new
     version of ``registered_model_name`` when given.
+``log_model_dir(save_model, model, name, registered_model_name, **save_kwargs) -> ModelInfo``
+    the same with the flavor's own ``save_model(model, local_dir, _run_id=, _artifact_path=,
+    **save_kwargs)``.
 ``autolog(...)``
     the umbrella, MLflow's ``mlflow.autolog`` signature (``gitrun.autolog``).
 
@@ -70,7 +73,10 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from .mlmodel import ModelInfo
 
 ENV_AUTOLOG = "GITRUN_AUTOLOG"  # "1" in the environment of `gitrun record`: autolog the child
 
@@ -160,7 +166,11 @@ def enabled(flavor: str) -> bool:
 # ---------------------------------------------------------------------------
 def installed(flavor: str) -> bool:
     """Whether the flavor's framework can be imported (without importing it)."""
-    name = AUTOLOG_FLAVORS[flavor].framework
+    return importable(AUTOLOG_FLAVORS[flavor].framework)
+
+
+def importable(name: str) -> bool:
+    """Whether the module `name` can be imported, without importing it."""
     if name in sys.modules:
         return sys.modules[name] is not None
     try:
@@ -314,6 +324,19 @@ def autolog_run(flavor: str) -> Iterator[Any]:
     tracking.end_run("FINISHED")
 
 
+def logged_call(flavor: str, call: Callable[[], Any], log: Callable[[Any], Any]) -> Any:
+    """An autologged call: the outermost one of the thread runs `log(live)` (which makes the
+    call) in the autolog run; one inside another autologged call, or with exclusive=True while
+    the user's run is active, is just `call()`."""
+    with outermost() as top:
+        if not top:  # a fit inside an autologged call (a fit in a callback, a sweep)
+            return call()
+        with autolog_run(flavor) as live:
+            if live is None:  # exclusive=True and the user's run is active
+                return call()
+            return log(live)
+
+
 # ---------------------------------------------------------------------------
 # logging a model directory
 # ---------------------------------------------------------------------------
@@ -321,7 +344,7 @@ def log_saved_model(
     save: Callable[[str, str, str], dict[str, Any]],
     name: str,
     registered_model_name: str | None = None,
-) -> Any:
+) -> ModelInfo:
     """Write a model directory with `save` and log it as artifacts of the active run (started
     if none) under `name`; returns the ModelInfo."""
     import shutil
@@ -351,6 +374,23 @@ def log_saved_model(
             info.model_uri, registered_model_name
         ).version
     return info
+
+
+def log_model_dir(
+    save_model: Callable[..., dict[str, Any]],
+    model: Any,
+    name: str,
+    registered_model_name: str | None,
+    /,
+    **save_kwargs: Any,
+) -> ModelInfo:
+    """A flavor's log_model: `save_model(model, local_dir, **save_kwargs)` (with the run id and
+    artifact path the MLmodel file records) logged as log_saved_model does."""
+
+    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
+        return save_model(model, local, _run_id=run_id, _artifact_path=dest, **save_kwargs)
+
+    return log_saved_model(save, name, registered_model_name)
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,6 @@ model under `model/`.  Metrics go to the run's journal; no git work happens per 
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import sys
@@ -29,17 +28,7 @@ from ..query import artifacts
 from . import autolog as _autolog
 from . import mlmodel
 
-
-def _importable(name: str) -> bool:
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-if not _importable("keras"):
+if not _autolog.importable("keras"):
     require("keras", "'gitrun-ml[keras]'")  # raises: how to install it
 
 FLAVOR_NAME = "keras"
@@ -136,8 +125,6 @@ def save_model(
         _check_signature(sig)
     example = sigs.input_example(input_example)
     path = mlmodel.prepare_dir(path)
-    if example is not None:
-        example.save(path)
     data = os.path.join(path, MODEL_DATA_PATH)
     os.makedirs(data)
     with open(os.path.join(data, KERAS_MODULE_SPEC_PATH), "w", encoding="utf-8") as f:
@@ -189,24 +176,18 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-
-    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
-        return save_model(
-            model,
-            local,
-            save_exported_model=save_exported_model,
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements,
-            extra_pip_requirements=extra_pip_requirements,
-            save_model_kwargs=save_model_kwargs,
-            metadata=metadata,
-            _run_id=run_id,
-            _artifact_path=dest,
-        )
-
-    return _autolog.log_saved_model(  # type: ignore[no-any-return]
-        save, name or artifact_path or "model", registered_model_name
+    return _autolog.log_model_dir(
+        save_model,
+        model,
+        name or artifact_path or "model",
+        registered_model_name,
+        save_exported_model=save_exported_model,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        save_model_kwargs=save_model_kwargs,
+        metadata=metadata,
     )
 
 
@@ -359,13 +340,11 @@ def _check_frequency(log_every_epoch: bool, log_every_n_steps: int | None) -> No
 
 
 def _patched_fit(original: Any, model: Any, *args: Any, **kwargs: Any) -> Any:
-    with _autolog.outermost() as top:
-        if not top:  # a fit inside an autologged call (a fit in a callback, a sweep)
-            return original(model, *args, **kwargs)
-        with _autolog.autolog_run(FLAVOR_NAME) as live:
-            if live is None:  # exclusive=True and the user's run is active
-                return original(model, *args, **kwargs)
-            return _fit(original, model, live, args, kwargs)
+    return _autolog.logged_call(
+        FLAVOR_NAME,
+        lambda: original(model, *args, **kwargs),
+        lambda live: _fit(original, model, live, args, kwargs),
+    )
 
 
 def _fit_arguments(original: Any, model: Any, args: Any, kwargs: Any) -> dict[str, Any]:

@@ -109,8 +109,6 @@ def save_model(
         },
         "python_function": mlmodel.pyfunc_flavor("mlflow.lightgbm", data=data),
     }
-    if example is not None:
-        example.save(path)
     sig = sigs.model_signature(signature, example, lgb_model.predict)
     return mlmodel.write_mlmodel(
         path,
@@ -142,25 +140,19 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-
-    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
-        return save_model(
-            lgb_model,
-            local,
-            code_paths=code_paths,
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements,
-            extra_pip_requirements=extra_pip_requirements,
-            metadata=metadata,
-            serialization_format=serialization_format,
-            extra_files=extra_files,
-            _run_id=run_id,
-            _artifact_path=dest,
-        )
-
-    return _autolog.log_saved_model(  # type: ignore[no-any-return]
-        save, name or artifact_path or "model", registered_model_name
+    return _autolog.log_model_dir(
+        save_model,
+        lgb_model,
+        name or artifact_path or "model",
+        registered_model_name,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        serialization_format=serialization_format,
+        extra_files=extra_files,
     )
 
 

@@ -146,8 +146,10 @@ def write_mlmodel(
 
     `signature` is the model's ModelSignature (None: none; its to_dict() is the `signature:`
     block MLflow writes), and `example` the signature.InputExample saved beside it (its info
-    is the `saved_input_example_info` entry).
+    is the `saved_input_example_info` entry; its files are written here too).
     """
+    if example:
+        example.save(path)
     signature = signature.to_dict() if signature else None
     saved_input_example_info = dict(sorted(example.info.items())) if example else None
     doc: dict[str, Any] = {}

@@ -33,21 +33,7 @@ from ..query import artifacts
 from . import autolog as _autolog
 from . import mlmodel
 
-
-def _importable(name: str) -> bool:
-    """Whether `name` can be imported, without importing it."""
-    import importlib.util
-    import sys
-
-    if name in sys.modules:
-        return sys.modules[name] is not None
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-if not _importable("torch"):  # torch itself is imported on first use
+if not _autolog.importable("torch"):  # torch itself is imported on first use
     require("torch", "'gitrun-ml[pytorch]'")  # raises: how to install it
 
 FLAVOR_NAME = "pytorch"
@@ -262,8 +248,6 @@ def save_model(
     path = mlmodel.prepare_dir(path)
     data_dir = os.path.join(path, MODEL_DATA_SUBPATH)
     os.makedirs(data_dir)
-    if example is not None:
-        example.save(path)
     sig = sigs.model_signature(signature, example, _PyTorchWrapper(pytorch_model).predict)
     pickle_module = pickle_module or _default_pickle_module()
     with_pyfunc = True
@@ -350,28 +334,22 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-
-    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
-        return save_model(
-            pytorch_model,
-            local,
-            code_paths=code_paths,
-            pickle_module=pickle_module,
-            signature=signature,
-            input_example=input_example,
-            extra_files=extra_files,
-            pip_requirements=pip_requirements,
-            extra_pip_requirements=extra_pip_requirements,
-            metadata=metadata,
-            export_model=export_model,
-            serialization_format=serialization_format,
-            _run_id=run_id,
-            _artifact_path=dest,
-            **kwargs,
-        )
-
-    return _autolog.log_saved_model(  # type: ignore[no-any-return]
-        save, name or artifact_path or "model", registered_model_name
+    return _autolog.log_model_dir(
+        save_model,
+        pytorch_model,
+        name or artifact_path or "model",
+        registered_model_name,
+        code_paths=code_paths,
+        pickle_module=pickle_module,
+        signature=signature,
+        input_example=input_example,
+        extra_files=extra_files,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        export_model=export_model,
+        serialization_format=serialization_format,
+        **kwargs,
     )
 
 
@@ -467,14 +445,16 @@ def _lightning_packages() -> list[Any]:
     """The Lightning packages installed (lightning, pytorch_lightning), imported."""
     import importlib
 
-    found = []
-    for name in ("lightning", "pytorch_lightning"):
-        if not _importable(name):
-            continue
-        try:
-            found.append(importlib.import_module(name))
-        except ImportError:
-            continue
+    def load(name: str, module: Any) -> None:
+        if _autolog.importable(name):
+            try:
+                found.append(module())
+            except ImportError:
+                pass
+
+    found: list[Any] = []
+    load("lightning", lambda: importlib.import_module("lightning"))
+    load("pytorch_lightning", lambda: importlib.import_module("pytorch_lightning"))
     return found
 
 
@@ -575,13 +555,11 @@ def _package_of(trainer: Any) -> Any:
 
 
 def _patched_fit(original: Any, trainer: Any, *args: Any, **kwargs: Any) -> Any:
-    with _autolog.outermost() as top:
-        if not top:  # a fit inside an autologged call (a sweep's objective, a callback)
-            return original(trainer, *args, **kwargs)
-        with _autolog.autolog_run(FLAVOR_NAME) as live:
-            if live is None:  # exclusive=True and the user's run is active
-                return original(trainer, *args, **kwargs)
-            return _fit(original, trainer, live, args, kwargs)
+    return _autolog.logged_call(
+        FLAVOR_NAME,
+        lambda: original(trainer, *args, **kwargs),
+        lambda live: _fit(original, trainer, live, args, kwargs),
+    )
 
 
 def _fit(original: Any, trainer: Any, live: Any, args: Any, kwargs: Any) -> Any:

@@ -85,8 +85,6 @@ def save_model(
     }
     # As MLflow: an input example without a signature gives the signature inferred from
     # the example and the model's prediction on it; signature=False gives none.
-    if example is not None:
-        example.save(path)
     # pyfunc_predict_fn is looked up (and a missing one refused) only to infer a signature
     infer = signature is None and example is not None
     predict = getattr(sk_model, pyfunc_predict_fn) if infer else None
@@ -121,24 +119,18 @@ def log_model(
 ) -> mlmodel.ModelInfo:
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
-
-    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
-        return save_model(
-            sk_model,
-            local,
-            serialization_format=serialization_format,
-            pip_requirements=pip_requirements,
-            extra_pip_requirements=extra_pip_requirements,
-            pyfunc_predict_fn=pyfunc_predict_fn,
-            metadata=metadata,
-            signature=signature,
-            input_example=input_example,
-            _run_id=run_id,
-            _artifact_path=dest,
-        )
-
-    return _autolog.log_saved_model(  # type: ignore[no-any-return]
-        save, name or artifact_path or "model", registered_model_name
+    return _autolog.log_model_dir(
+        save_model,
+        sk_model,
+        name or artifact_path or "model",
+        registered_model_name,
+        serialization_format=serialization_format,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        pyfunc_predict_fn=pyfunc_predict_fn,
+        metadata=metadata,
+        signature=signature,
+        input_example=input_example,
     )
 
 

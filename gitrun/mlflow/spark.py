@@ -249,8 +249,6 @@ def save_model(
     sig = sigs.as_signature(signature) if signature is not False else None
     path = mlmodel.prepare_dir(path)
     _write_sparkml(spark_model, os.path.join(path, SPARK_MODEL_PATH_SUB), dfs_tmpdir)
-    if example is not None:
-        example.save(path)
     packages = ["pyspark"]
     mlmodel.write_env_files(path, packages, pip_requirements, extra_pip_requirements)
     flavors = {
@@ -309,23 +307,17 @@ def log_model(
     with registered_model_name, also a new version of that registered model."""
     _pyspark()
     _validate_model(spark_model)  # refused before a run is started
-
-    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
-        return save_model(
-            spark_model,
-            local,
-            dfs_tmpdir=dfs_tmpdir,
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements,
-            extra_pip_requirements=extra_pip_requirements,
-            metadata=metadata,
-            _run_id=run_id,
-            _artifact_path=dest,
-        )
-
-    return _autolog.log_saved_model(  # type: ignore[no-any-return]
-        save, name or artifact_path or "model", registered_model_name
+    return _autolog.log_model_dir(
+        save_model,
+        spark_model,
+        name or artifact_path or "model",
+        registered_model_name,
+        dfs_tmpdir=dfs_tmpdir,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 

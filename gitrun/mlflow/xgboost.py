@@ -98,8 +98,6 @@ def save_model(
             "xgb_version": xgb.__version__,
         },
     }
-    if example is not None:
-        example.save(path)
     sig = sigs.model_signature(signature, example, _Wrapper(xgb_model).predict)
     return mlmodel.write_mlmodel(
         path,
@@ -132,26 +130,20 @@ def log_model(
     """Log the model as artifacts of the active run (started if none) under `name`;
     with registered_model_name, also a new version of that registered model."""
     save_kwargs = {k: v for k, v in kwargs.items() if k not in _LOG_ONLY}
-
-    def save(local: str, run_id: str, dest: str) -> dict[str, Any]:
-        return save_model(
-            xgb_model,
-            local,
-            code_paths=code_paths,
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=pip_requirements,
-            extra_pip_requirements=extra_pip_requirements,
-            model_format=model_format,
-            metadata=metadata,
-            extra_files=extra_files,
-            _run_id=run_id,
-            _artifact_path=dest,
-            **save_kwargs,
-        )
-
-    return _autolog.log_saved_model(  # type: ignore[no-any-return]
-        save, name or artifact_path or "model", registered_model_name
+    return _autolog.log_model_dir(
+        save_model,
+        xgb_model,
+        name or artifact_path or "model",
+        registered_model_name,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        model_format=model_format,
+        metadata=metadata,
+        extra_files=extra_files,
+        **save_kwargs,
     )
 
 
