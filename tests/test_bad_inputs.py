@@ -380,6 +380,14 @@ def stores(world: World) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, world: World, stores: None) -> None:
+    if (
+        case.argv
+        and not callable(case.argv)
+        and case.argv[0] == "import-mlflow"
+        or (callable(case.argv) and case.id.startswith("import"))
+    ):
+        # without MLflow, import-mlflow first says how to install it (tested elsewhere)
+        pytest.importorskip("mlflow")
     d = world.repo
     for name, content in case.files.items():
         (d / name).write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -795,11 +803,10 @@ def test_a_full_disk_and_a_read_only_disk_get_one_sentence(small_disk) -> None:
     )
     assert subprocess.run([sys.executable, "-c", script], cwd=d).returncode == 0
     runs_ref = git(d, "rev-parse", "refs/gitrun/runs")
-    with open(small_disk / "filler", "wb") as f:
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # no flush left for close
         with pytest.raises(OSError):
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
     p = run_cli("record", "-q", "--", "true", cwd=d)
     assert p.returncode != 0 and p.returncode != 70, p.stderr
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr

@@ -479,6 +479,7 @@ def test_log_figure_png_round_trip(repo, tmp_path):
 
 @pytest.mark.skipif(not _have("numpy"), reason="numpy is not installed")
 def test_log_image_png_round_trip(repo, tmp_path):
+    pytest.importorskip("PIL")  # log_image encodes PNGs with Pillow
     import numpy as np
 
     arr = np.linspace(0, 1, 8 * 8 * 3).reshape(8, 8, 3)

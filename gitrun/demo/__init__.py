@@ -141,5 +141,8 @@ def run_demo(directory: str | None, quiet: bool = False) -> int:
     d.run("gitrun", "rerun", best)
 
     if not quiet:
-        print(f"\nDone. The demo repository is {root}; try `cd {root} && gitrun ls`.")
+        print(
+            f"\nDone. The demo repository is {root}; try `cd {root} && gitrun ls`, "
+            "or `gitrun ui` there to look at the runs in a browser."
+        )
     return 0
