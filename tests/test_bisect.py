@@ -171,3 +171,54 @@ def test_good_run_where_the_predicate_fails_is_refused(repo):
     )
     assert p.returncode == 1
     assert "does not hold for the good run" in p.stderr
+
+
+def test_data_git_ignores_comes_from_the_bad_runs_stored_copy(repo):
+    """The trainer reads data/ (ignored by git, so in no worktree); the bad run kept it with
+    -i data/scale.txt --store, and every bisect step gets that copy back."""
+    reader = (
+        "import gitrun\n"
+        "s = float(open('data/scale.txt').read())\n"
+        "gitrun.log_metric('f1', s * float(open('quality.txt').read()))\n"
+    )
+    (repo / ".gitignore").write_text("*.log\ndata/\n")
+    commits = []
+    for i in range(1, 9):
+        (repo / "quality.txt").write_text("0.97\n" if i < 6 else "0.80\n")
+        (repo / "train.py").write_text(reader)
+        (repo / "step.txt").write_text(f"{i}\n")
+        git(repo, "add", ".")
+        git(repo, "commit", "-qm", f"change {i}")
+        commits.append(git(repo, "rev-parse", "HEAD").strip())
+    (repo / "data").mkdir()
+    (repo / "data" / "scale.txt").write_text("1.0\n")
+    p = run_cli(
+        "record",
+        "-q",
+        "-n",
+        "bad",
+        "-i",
+        "data/scale.txt",
+        "--store",
+        "--",
+        "python",
+        "train.py",
+        cwd=repo,
+    )
+    assert p.returncode == 0, p.stderr
+    p = run_cli(
+        "bisect",
+        "--good",
+        commits[0],
+        "--bad",
+        "bad",
+        "--metric",
+        "metrics.f1 >= 0.95",
+        "--format",
+        "json",
+        cwd=repo,
+    )
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["first_bad_commit"] == commits[5]
+    assert all(s["verdict"] != "skip" for s in out["steps"])

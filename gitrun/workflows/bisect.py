@@ -90,6 +90,15 @@ class BisectResult:
         }
 
 
+class _Data:
+    """The bad run's stored inputs (-i PATH --store): put back at every step, so that data
+    git ignores (and so no worktree has) is there, as `gitrun rerun` does."""
+
+    def __init__(self, run: RunRecord | None) -> None:
+        self.run = run
+        self.stored = sorted(store.stored_copies(run)) if run is not None else []
+
+
 @dataclass
 class _End:
     """A side of the bisect: a commit, and the run it came from (if a run was named)."""
@@ -254,8 +263,9 @@ def bisect(
     proc = repo.git("worktree", "add", "--detach", root, b.commit, check=False)
     if proc.returncode != 0:
         raise GitError(f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}")
+    data = _Data(b.run)
     try:
-        _loop(repo, root, base, result, options, experiment, reuse, quiet, on_step)
+        _loop(repo, root, base, result, options, experiment, reuse, quiet, on_step, data)
     finally:
         _git_in(root, "bisect", "reset")
         repo.git("worktree", "remove", "--force", root, check=False)
@@ -307,6 +317,7 @@ def _loop(
     reuse: bool,
     quiet: bool,
     on_step: Callable[[Step, int], None] | None,
+    data: _Data,
 ) -> None:
     start = _git_in(root, "bisect", "start", result.bad, result.good, "--")
     if start.returncode != 0:
@@ -316,7 +327,7 @@ def _loop(
     while not _done(out, result):
         commit = _git_in(root, "rev-parse", "HEAD").stdout.decode().strip()
         n += 1
-        step = _try(repo, root, base, commit, result, options, experiment, reuse, quiet)
+        step = _try(repo, root, base, commit, result, options, experiment, reuse, quiet, data)
         result.steps.append(step)
         if on_step:
             on_step(step, n)
@@ -342,6 +353,7 @@ def _try(
     experiment: str | None,
     reuse: bool,
     quiet: bool,
+    data: _Data,
 ) -> Step:
     if reuse:
         old = _reusable(repo, commit, result.command, experiment)
@@ -353,8 +365,15 @@ def _try(
     where = os.path.join(root, *base)
     if not os.path.isdir(where):
         return Step(commit, SKIP, None, why=f"the directory {'/'.join(base)} is not in this commit")
+    if data.stored and data.run is not None:  # the bad run's data, kept (-i PATH --store)
+        try:
+            rerun_mod.checkout.restore_inputs(repo, data.run, root, data.stored)
+        except GitrunError as e:
+            return Step(commit, SKIP, None, why=f"its stored inputs cannot go back: {e.message}")
+    inputs = [p for p in options.get("inputs") or [] if os.path.exists(os.path.join(where, p))]
     opts = RecordOptions(
         command=list(result.command),
+        inputs=inputs,
         experiment=experiment,
         params=dict(options.get("params") or {}),
         tags={BISECT_TAG: result.session},
