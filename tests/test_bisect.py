@@ -31,26 +31,18 @@ def _runs_with_tag(d, session):
     return json.loads(p.stdout)
 
 
+def _bisect_json(repo, good, bad, *rest, metric="metrics.f1 >= 0.95"):
+    """`gitrun bisect --good G --bad B --metric M --format json [REST]`, which must succeed."""
+    args = ["--good", good, "--bad", bad, "--metric", metric, "--format", "json", *rest]
+    p = run_cli("bisect", *args, cwd=repo)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
 def test_bisect_finds_the_regressing_commit_in_few_steps(repo):
     commits = _history(repo)
     before = snapshot_state(repo)
-    p = run_cli(
-        "bisect",
-        "--good",
-        commits[0],
-        "--bad",
-        commits[-1],
-        "--metric",
-        "metrics.f1 >= 0.95",
-        "--format",
-        "json",
-        "--",
-        "python",
-        "train.py",
-        cwd=repo,
-    )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    out = _bisect_json(repo, commits[0], commits[-1], "--", "python", "train.py")
     assert out["first_bad_commit"] == commits[10]
     assert out["subject"] == "change 11 (the regression)"
     assert "quality.txt" in out["stat"]
@@ -69,23 +61,7 @@ def test_bisect_finds_the_regressing_commit_in_few_steps(repo):
 
 def test_bisect_skips_a_commit_that_does_not_run(repo):
     commits = _history(repo, broken_at=8)
-    p = run_cli(
-        "bisect",
-        "--good",
-        commits[0],
-        "--bad",
-        commits[-1],
-        "--metric",
-        "metrics.f1 >= 0.95",
-        "--format",
-        "json",
-        "--",
-        "python",
-        "train.py",
-        cwd=repo,
-    )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    out = _bisect_json(repo, commits[0], commits[-1], "--", "python", "train.py")
     assert out["first_bad_commit"] == commits[10]
     skipped = [s for s in out["steps"] if s["verdict"] == "skip"]
     assert all(s["commit"] == commits[7] for s in skipped)
@@ -103,21 +79,7 @@ def test_bisect_defaults_to_the_bad_runs_command_and_reuses_runs(repo):
     assert f"First bad commit: {commits[4]} change 5 (the regression)" in p.stdout
     assert "bisect step" in p.stderr  # progress on stderr
     # a second bisect with --reuse judges every commit from the runs the first one made
-    p2 = run_cli(
-        "bisect",
-        "--good",
-        "v1",
-        "--bad",
-        "v8",
-        "--metric",
-        "metrics.f1 >= 0.95",
-        "--reuse",
-        "--format",
-        "json",
-        cwd=repo,
-    )
-    assert p2.returncode == 0, p2.stderr
-    out = json.loads(p2.stdout)
+    out = _bisect_json(repo, "v1", "v8", "--reuse")
     assert out["first_bad_commit"] == commits[4]
     assert out["steps"] and all(s["reused"] for s in out["steps"])
     assert _runs_with_tag(repo, out["session"]) == []
@@ -206,19 +168,6 @@ def test_data_git_ignores_comes_from_the_bad_runs_stored_copy(repo):
         cwd=repo,
     )
     assert p.returncode == 0, p.stderr
-    p = run_cli(
-        "bisect",
-        "--good",
-        commits[0],
-        "--bad",
-        "bad",
-        "--metric",
-        "metrics.f1 >= 0.95",
-        "--format",
-        "json",
-        cwd=repo,
-    )
-    assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout)
+    out = _bisect_json(repo, commits[0], "bad")
     assert out["first_bad_commit"] == commits[5]
     assert all(s["verdict"] != "skip" for s in out["steps"])
