@@ -57,6 +57,17 @@ class _RunsCommand(click.Command):
         return super().parse_args(ctx, out)
 
 
+# plot and report: what they print about the file they wrote.
+_written_format = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="What is printed about the file written.",
+)
+
+
 def _selection_options(default_max: int) -> Any:
     def decorate(f: Any) -> Any:
         options = [
@@ -140,14 +151,7 @@ def _selection(
 )
 @click.option("--log-y", is_flag=True, help="Log scale on the y axis.")
 @_selection_options(default_max=1000)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="What is printed about the file written.",
-)
+@_written_format
 def plot(
     metrics,
     output,
@@ -225,14 +229,7 @@ def plot(
 )
 @click.option("--title", default=None, help="The report's title (default: from the selection).")
 @_selection_options(default_max=1000)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="What is printed about the file written.",
-)
+@_written_format
 def report(
     output,
     metrics,

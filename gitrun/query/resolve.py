@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 from .._git import Repo
 from ..errors import AmbiguousRunError, InvalidInputError, RunNotFoundError
@@ -16,6 +17,13 @@ _HEX = re.compile(r"^[0-9a-fA-F]{4,}$")
 def _describe(rec: RunRecord) -> str:
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime((rec.start_time or 0) / 1000))
     return f"{rec.run_id} ({rec.run_name or 'unnamed'}, {rec.experiment}, {when})"
+
+
+def candidates(ref: str, ids: Iterable[str], names: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The runs `ref` may name, sorted: the `ids` it starts (4+ hex characters) and the
+    runs `names` gives it as their name."""
+    by_prefix = sorted(i for i in ids if i.startswith(ref.lower())) if _HEX.match(ref) else []
+    return by_prefix, sorted(i for i, n in names.items() if n == ref)
 
 
 def resolve(repo: Repo, ref: str) -> str:
@@ -38,13 +46,10 @@ def resolve(repo: Repo, ref: str) -> str:
     ref = ref.strip()
     if ref in ids:
         return ref
-    by_prefix: list[str] = []
-    if _HEX.match(ref):
-        by_prefix = sorted(i for i in ids if i.startswith(ref.lower()))
     names = query.names(repo) if ids else {}
     for rid, rec in live.items():
         names.setdefault(rid, rec.run_name)
-    by_name = sorted(i for i, n in names.items() if n == ref)
+    by_prefix, by_name = candidates(ref, ids, names)
     hits = sorted(set(by_prefix) | set(by_name))
     if len(hits) == 1:
         return hits[0]

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from typing import Any
 
 from .._git import Repo
-from ..errors import InvalidInputError
 from ..workflows import plot as P
 
 VENDOR = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
@@ -38,17 +36,7 @@ INTEGER_AXIS = {"format": "d", "tickMinStep": 1}  # steps, epochs, depths: 0 1 2
 
 def check_output(path: str) -> None:
     """One sentence for an output name the report cannot be written to."""
-    suffix = os.path.splitext(str(path))[1].lower()
-    if suffix not in SUFFIXES:
-        shown = f"'{suffix}'" if suffix else "no suffix"
-        raise InvalidInputError(
-            f"Cannot write '{path}': it has {shown}; name the report file .html."
-        )
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise InvalidInputError(f"Cannot write '{path}': the directory {d} does not exist.")
-    if os.path.isdir(path):
-        raise InvalidInputError(f"Cannot write '{path}': it is a directory.")
+    P.check_output(path, SUFFIXES, "name the report file .html")
 
 
 def vendor_file(name: str) -> str:

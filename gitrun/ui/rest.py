@@ -292,7 +292,9 @@ def _experiment_names(repo: Repo) -> dict[str, tuple[int | None, int | None]]:
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-def _experiment_of(repo: Repo, experiment_id: str, known: dict[str, Any]) -> str:
+def _experiment_of(experiment_id: str, known: dict[str, Any] | set[str]) -> str:
+    """The experiment an experiment id names: MLflow's "0" is "Default" unless an
+    experiment is really named "0"."""
     if experiment_id == DEFAULT_EXPERIMENT_ID and experiment_id not in known:
         return DEFAULT_EXPERIMENT
     return experiment_id
@@ -302,16 +304,8 @@ def artifact_uri(run_id: str) -> str:
     return f"mlflow-artifacts:/{run_id}/artifacts"
 
 
-def _metric(m: Metric, run_id: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "key": m.key,
-        "value": m.value,
-        "timestamp": m.timestamp,
-        "step": m.step,
-    }
-    if run_id:
-        out["run_id"] = run_id
-    return out
+def _metric(m: Metric) -> dict[str, Any]:
+    return {"key": m.key, "value": m.value, "timestamp": m.timestamp, "step": m.step}
 
 
 def run_json(
@@ -335,7 +329,7 @@ def run_json(
         "experiment_id": experiment,
         "user_id": user_id or "",
         "status": status,
-        "start_time": start_time if start_time is not None else None,
+        "start_time": start_time,
         "end_time": end_time,
         "artifact_uri": artifact_uri(run_id),
         "lifecycle_stage": lifecycle_stage,
@@ -470,7 +464,7 @@ def experiment_json(name: str, times: tuple[int | None, int | None] | None) -> d
 
 def _known_experiment(repo: Repo, name: str) -> dict[str, Any] | None:
     known = _experiment_names(repo)
-    name = _experiment_of(repo, name, known)
+    name = _experiment_of(name, known)
     if name in known:
         return experiment_json(name, known[name])
     if name == DEFAULT_EXPERIMENT:  # MLflow always has it, with or without runs
@@ -617,10 +611,7 @@ def search_runs(repo: Repo, params: dict[str, Any]) -> dict[str, Any]:
         experiments: list[str] | None = None
         if ids:
             names = {r[0] for r in conn.execute("SELECT DISTINCT experiment FROM runs")}
-            experiments = [
-                DEFAULT_EXPERIMENT if (e == DEFAULT_EXPERIMENT_ID and e not in names) else e
-                for e in ids
-            ]
+            experiments = [_experiment_of(e, names) for e in ids]
         sql, args = I.compile_query(
             conn, node, order, experiments, stages, offset + max_results + 1
         )

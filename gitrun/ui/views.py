@@ -28,17 +28,18 @@ import math
 import os
 import posixpath
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .. import query
 from .._git import Repo
 from ..errors import GitrunError, InvalidInputError, RunNotFoundError
+from ..query.resolve import candidates
+from . import rest
 
 MAX_COMPARE = 500  # runs a compare page takes (a filter matching more is cut, and says so)
 MAX_POINTS = 2000  # points per series sent for a chart (evenly thinned, the last kept)
@@ -52,8 +53,6 @@ TEXT_EXT = {
 }  # fmt: skip
 TEXT_NAMES = {"MLmodel", "requirements.txt", "conda.yaml", "python_env.yaml", "LICENSE"}
 _OID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-_HEX = re.compile(r"^[0-9a-fA-F]{4,}$")
-_lock = threading.Lock()  # without server.py's app.state.lock: one reader at a time
 
 
 # ---------------------------------------------------------------------------
@@ -92,27 +91,13 @@ def _error(e: GitrunError) -> Response:
     return _json({"error_code": code, "message": str(e)}, status)
 
 
-def _repo(request: Request) -> Repo:
-    repo = getattr(request.app.state, "repo", None)
-    if repo is None:
-        repo = Repo.discover(getattr(request.app.state, "repo_path", None))
-        request.app.state.repo = repo
-    return repo
-
-
 def _endpoint(work: Callable[[Repo, Request], Any]) -> Callable[[Request], Any]:
-    """An async endpoint running `work(repo, request)` on a worker thread, one at a time."""
+    """An async endpoint running `work(repo, request)` on a worker thread, holding the
+    app's repository lock (rest.call)."""
 
     async def endpoint(request: Request) -> Response:
-        repo = _repo(request)
-        lock = getattr(request.app.state, "lock", None) or _lock
-
-        def call() -> Any:
-            with lock:
-                return work(repo, request)
-
         try:
-            result = await run_in_threadpool(call)
+            result = await rest.call(request, work, request.app.state.repo, request)
         except GitrunError as e:
             return _error(e)
         return result if isinstance(result, Response) else _json(result)
@@ -148,21 +133,13 @@ def _int_arg(request: Request, name: str, default: int, low: int, high: int) -> 
 # ---------------------------------------------------------------------------
 # runs from the index (finished runs and runs in progress alike)
 # ---------------------------------------------------------------------------
-def _names(repo: Repo) -> dict[str, str]:
-    from ..query import index
-
-    with index.session(repo) as conn:
-        return dict(conn.execute("SELECT run_id, run_name FROM runs").fetchall())
-
-
 def resolve_ref(ref: str, names: dict[str, str]) -> str:
     """The id of the run `ref` names (full id, unique 4+ character prefix, unique name),
     with query/resolve.py's rule; `names` maps every run id to its name."""
     ref = ref.strip()
     if ref in names:
         return ref
-    by_prefix = sorted(i for i in names if i.startswith(ref.lower())) if _HEX.match(ref) else []
-    by_name = sorted(i for i, n in names.items() if n == ref)
+    by_prefix, by_name = candidates(ref, names, names)
     hits = sorted(set(by_prefix) | set(by_name))
     shown = ref[:80]
     if len(hits) == 1:
@@ -182,7 +159,7 @@ def resolve_ref(ref: str, names: dict[str, str]) -> str:
 
 def _resolve_all(repo: Repo, refs: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """Resolved ids (each once, in the order asked) and one error per unresolved ref."""
-    names = _names(repo)
+    names = query.names(repo)
     ids: list[str] = []
     errors: list[dict[str, str]] = []
     for ref in refs:
@@ -196,6 +173,18 @@ def _resolve_all(repo: Repo, refs: list[str]) -> tuple[list[str], list[dict[str,
     return ids, errors
 
 
+def _column_of(conn: Any, column: str, ids: list[str]) -> dict[str, Any]:
+    """run id -> `column` ("tree" or "rid") of the index's runs for those of `ids` it has
+    (and whose `column` is not NULL), asked 500 ids at a time."""
+    out: dict[str, Any] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ",".join("?" * len(part))
+        sql = f"SELECT run_id, {column} FROM runs WHERE {column} NOT NULL AND run_id IN ({marks})"
+        out.update(conn.execute(sql, part).fetchall())
+    return out
+
+
 def load_records(repo: Repo, ids: list[str], history: bool = False) -> dict[str, Any]:
     """Whole records of `ids` (full ids): runs in progress from their journals, finished
     ones from their run directories (found through the index, not a walk of runs/)."""
@@ -205,15 +194,11 @@ def load_records(repo: Repo, ids: list[str], history: bool = False) -> dict[str,
 
     out: dict[str, Any] = {}
     live = {r.run_id: r for r in journal.live_runs(repo) if r.run_id in ids}
-    rest = [i for i in ids if i not in live]
+    committed = [i for i in ids if i not in live]
     trees: dict[str, str] = {}
-    if rest:
+    if committed:
         with index.session(repo) as conn:
-            for i in range(0, len(rest), 500):
-                part = rest[i : i + 500]
-                marks = ",".join("?" * len(part))
-                sql = f"SELECT run_id, tree FROM runs WHERE tree NOT NULL AND run_id IN ({marks})"
-                trees.update(dict(conn.execute(sql, part).fetchall()))
+            trees = _column_of(conn, "tree", committed)
     files = list(store.DEFAULT_FILES) + [ENV_FILE] + ([HISTORY_FILE] if history else [])
     recs = store.read_records(repo, trees, files) if trees else {}
     for rid in ids:
@@ -225,7 +210,7 @@ def load_records(repo: Repo, ids: list[str], history: bool = False) -> dict[str,
 
 
 def _load_one(repo: Repo, ref: str, history: bool = False) -> Any:
-    rid = resolve_ref(ref, _names(repo))
+    rid = resolve_ref(ref, query.names(repo))
     rec = load_records(repo, [rid], history).get(rid)
     if rec is None:
         raise RunNotFoundError(f"Run {rid} cannot be read from this repository's history.")
@@ -323,7 +308,7 @@ def columns(repo: Repo, request: Request) -> Any:
 def resolve(repo: Repo, request: Request) -> Any:
     """refs=a,b,c -> [{"ref", "run_id"} or {"ref", "message"}] in the order asked."""
     refs = _list_arg(request, "refs")
-    names = _names(repo)
+    names = query.names(repo)
     out = []
     for ref in refs:
         try:
@@ -404,12 +389,7 @@ def compare(repo: Repo, request: Request) -> Any:
         truncated = len(refs) > MAX_COMPARE
         ids = ids[:MAX_COMPARE]
         with index.session(repo) as conn:
-            rids: dict[str, int] = {}
-            for i in range(0, len(ids), 500):
-                part = ids[i : i + 500]
-                marks = ",".join("?" * len(part))
-                sql = f"SELECT run_id, rid FROM runs WHERE run_id IN ({marks})"
-                rids.update(dict(conn.execute(sql, part).fetchall()))
+            rids = _column_of(conn, "rid", ids)
             rows = index.fetch(conn, [rids[i] for i in ids if i in rids])
     else:
         exp = _arg(request, "experiment") or None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from .._git import Repo
@@ -406,18 +407,23 @@ def history_keys(recs: list[RunRecord], keys: list[str] | tuple[str, ...]) -> li
 # ---------------------------------------------------------------------------
 def output_format(path: str) -> str:
     """png, svg or pdf from the output file's suffix; one sentence otherwise."""
+    return SUFFIXES[check_output(path, SUFFIXES, "name the output file .png, .svg or .pdf")]
+
+
+def check_output(path: str, suffixes: Iterable[str], advice: str) -> str:
+    """The output file's suffix (lowercase) when it is one of `suffixes` and the file can
+    be written where it is named; one sentence (ending with `advice` for a bad suffix)
+    otherwise."""
     suffix = os.path.splitext(str(path))[1].lower()
-    if suffix not in SUFFIXES:
+    if suffix not in suffixes:
         shown = f"'{suffix}'" if suffix else "no suffix"
-        raise InvalidInputError(
-            f"Cannot write '{path}': it has {shown}; name the output file .png, .svg or .pdf."
-        )
+        raise InvalidInputError(f"Cannot write '{path}': it has {shown}; {advice}.")
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):
         raise InvalidInputError(f"Cannot write '{path}': the directory {d} does not exist.")
     if os.path.isdir(path):
         raise InvalidInputError(f"Cannot write '{path}': it is a directory.")
-    return SUFFIXES[suffix]
+    return suffix
 
 
 def _matplotlib() -> Any:
