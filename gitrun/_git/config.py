@@ -47,13 +47,9 @@ def normalize_key(key: str) -> str:
     return f"{section.lower()}.{sub}.{name.lower()}"
 
 
-def parse_config(text: str) -> dict[str, str]:
-    """A small reader for git's config format: enough for user.* and remote.*.url."""
-    return parse_config_file(text)[0]
-
-
 def parse_config_file(text: str) -> tuple[dict[str, str], bool]:
-    """(values, whether the file has an include or includeIf section)."""
+    """A small reader for git's config format: (values, whether the file has an include
+    or includeIf section)."""
     out: dict[str, str] = {}
     includes = False
     section = ""

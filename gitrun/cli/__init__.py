@@ -134,7 +134,7 @@ def environment_error(e: BaseException) -> str | None:
 
     if type(e).__module__ == "sqlite3":  # the search index: a cache under .git/gitrun
         text = str(e).lower()
-        if "disk is full" in text or "database or disk is full" in text:
+        if "disk is full" in text:  # "database or disk is full"
             return "no space left on device for the search index; free some disk space."
         if "readonly" in text or "read-only" in text or "unable to open database" in text:
             return (

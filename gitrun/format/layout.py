@@ -22,8 +22,8 @@ The tree of RUNS_REF (format version 1):
 
 The tree of MODELS_REF (format version 1):
     gitrun.yaml                        FORMAT_FILE
-    models/<name>/model.yaml           model_dir(): MODEL_FILE, ALIASES_FILE,
-    models/<name>/aliases.yaml                      VERSIONS_DIR/<n>.yaml
+    models/<name>/model.yaml           MODELS_DIR/<name>/: MODEL_FILE, ALIASES_FILE,
+    models/<name>/aliases.yaml                             VERSIONS_DIR/<n>.yaml
     models/<name>/versions/<n>.yaml
 
 Local, unshared state in <git common dir>/gitrun/ (Repo.gitrun_dir, named in _git):
@@ -119,15 +119,6 @@ MODELS_DIR = "models"
 MODEL_FILE = "model.yaml"
 ALIASES_FILE = "aliases.yaml"
 VERSIONS_DIR = "versions"
-
-
-def model_dir(name: str) -> str:
-    """A registered model's directory in the tree of MODELS_REF ('/'-separated)."""
-    return f"{MODELS_DIR}/{name}"
-
-
-def version_file(name: str, version: int) -> str:
-    return f"{MODELS_DIR}/{name}/{VERSIONS_DIR}/{version}.yaml"
 
 
 # ---------------------------------------------------------------------------

@@ -234,8 +234,8 @@ def _opt(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def check_tip(repo: Repo, tip: str) -> dict[str, tuple[str, str]]:
-    """The top entries of a registry commit; refuses what is not a registry of this format."""
+def check_tip(repo: Repo, tip: str) -> str:
+    """The root tree of a registry commit; refuses what is not a registry of this format."""
     try:
         tree = repo.read_commit(tip)[0]
         top = _entries(repo, tree)
@@ -252,7 +252,7 @@ def check_tip(repo: Repo, tip: str) -> dict[str, tuple[str, str]]:
             f"{MODELS_REF} is in gitrun format {version}, newer than this gitrun understands "
             f"({FORMAT_VERSION}); upgrade gitrun."
         )
-    return top
+    return tree
 
 
 def _read_model(repo: Repo, name: str, tree: str) -> ModelRecord | None:
@@ -326,8 +326,7 @@ def read(repo: Repo, tip: str | None = None) -> dict[str, ModelRecord]:
     tip = tip or repo.read_ref(MODELS_REF)
     if not tip:
         return {}
-    check_tip(repo, tip)
-    return read_tree(repo, repo.read_commit(tip)[0])
+    return read_tree(repo, check_tip(repo, tip))
 
 
 def get_model(repo: Repo, name: str) -> ModelRecord:
@@ -460,8 +459,7 @@ def change(
         old_tip = repo.read_ref(MODELS_REF)
         root = None
         if old_tip:
-            check_tip(repo, old_tip)
-            root = repo.read_commit(old_tip)[0]
+            root = check_tip(repo, old_tip)
         current = read_tree(repo, root).get(name)
         import copy
 

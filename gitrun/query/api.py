@@ -22,7 +22,7 @@ _LIFECYCLES = {
 _SQLITE_MAX_INT = 2**63 - 1
 
 
-def check_max_results(value: Any, what: str = "max_results") -> int:
+def check_max_results(value: Any) -> int:
     """A positive whole number of runs (MLflow's rule: max_results is at least 1)."""
     import numbers
 
@@ -33,7 +33,7 @@ def check_max_results(value: Any, what: str = "max_results") -> int:
         n = int(value)
     if n is None or n < 1:
         raise InvalidInputError(
-            f"Invalid {what} {value!r}: it must be a whole number of runs, 1 or more."
+            f"Invalid max_results {value!r}: it must be a whole number of runs, 1 or more."
         )
     return min(n, _SQLITE_MAX_INT)
 

@@ -1099,14 +1099,17 @@ def unknown_keys(
 
     def ask(conn: sqlite3.Connection) -> dict[tuple[str, str], list[str]]:
         out: dict[tuple[str, str], list[str]] = {}
+        listed: dict[str, list[str]] = {}  # each table's keys, listed once
         for table, key in asked:
             base, dot, agg = key.rpartition(".")
             if has(conn, table, key) or (
                 table == "metrics" and dot and agg in ("min", "max") and has(conn, table, base)
             ):
                 continue
-            sql = f"SELECT DISTINCT key FROM {table} ORDER BY key"
-            out[(table, key)] = [k for (k,) in conn.execute(sql)]
+            if table not in listed:
+                sql = f"SELECT DISTINCT key FROM {table} ORDER BY key"
+                listed[table] = [k for (k,) in conn.execute(sql)]
+            out[(table, key)] = listed[table]
         return out
 
     return _query(repo, True, ask, progress)
