@@ -158,3 +158,16 @@ def command_after_options(command: tuple[str, ...]) -> list[str]:
             ctx,
         )
     return args
+
+
+parent_option = click.option(
+    "--parent", metavar="RUN", help="Only the child runs of RUN (a sweep's trials, nested runs)."
+)
+
+
+def parent_filter(r: Any, parent: str) -> str:
+    """--parent RUN as a search filter: the runs whose tags.mlflow.parentRunId is RUN's id."""
+    from ..query.resolve import resolve
+
+    pid = resolve(r, parent)  # a run id: hex only, safe inside the quotes
+    return f"tags.mlflow.parentRunId = '{pid}'"

@@ -17,6 +17,8 @@ from .common import (
     index_progress,
     key_values,
     max_results_option,
+    parent_filter,
+    parent_option,
     quiet_option,
     repo,
 )
@@ -158,9 +160,7 @@ def _ls_rows(recs, metric_cols):
 @click.option("-e", "--experiment", "experiments", multiple=True, help="Only these experiments.")
 @max_results_option("-n", "--max-results", default=20, zero_means_all=True)
 @click.option("--all", "show_all", is_flag=True, help="Show every run.")
-@click.option(
-    "--parent", metavar="RUN", help="Only the child runs of RUN (a sweep's trials, nested runs)."
-)
+@parent_option
 @format_option()
 @quiet_option
 def ls_cmd(experiments, max_results, show_all, parent, fmt, quiet):
@@ -181,12 +181,10 @@ def ls_cmd(experiments, max_results, show_all, parent, fmt, quiet):
     limit = None if show_all or max_results == 0 else max_results
     if parent is not None:
         from ..query.index import search
-        from ..query.resolve import resolve
 
-        pid = resolve(r, parent)  # a run id: hex only, safe inside the quotes
         rows = search(
             r,
-            f"tags.mlflow.parentRunId = '{pid}'",
+            parent_filter(r, parent),
             experiments=list(experiments) or None,
             lifecycles=None,
             max_results=limit,

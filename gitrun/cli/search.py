@@ -15,6 +15,8 @@ from .common import (
     format_option,
     index_progress,
     max_results_option,
+    parent_filter,
+    parent_option,
     quiet_option,
     repo,
 )
@@ -120,9 +122,7 @@ def table_view(rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
     show_default=True,
     help="Which runs by lifecycle stage.",
 )
-@click.option(
-    "--parent", metavar="RUN", help="Only the child runs of RUN (a sweep's trials, nested runs)."
-)
+@parent_option
 @format_option()
 @quiet_option
 def search(
@@ -174,10 +174,7 @@ def search(
     lifecycles = {"active": ("active",), "deleted": ("deleted",), "all": None}[view]
     warn_unknown_keys(r, filter_string, order_by)
     if parent is not None:
-        from ..query.resolve import resolve
-
-        pid = resolve(r, parent)  # a run id: hex only, safe inside the quotes
-        clause = f"tags.mlflow.parentRunId = '{pid}'"
+        clause = parent_filter(r, parent)
         filter_string = f"({filter_string}) and {clause}" if filter_string.strip() else clause
     rows = []
     if exps != []:

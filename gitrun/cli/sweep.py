@@ -190,10 +190,9 @@ def sweep(
         click.echo(f"gitrun: {e}", err=True)
     if len(result.errors) > 20:
         click.echo(f"gitrun: ... and {len(result.errors) - 20} more.", err=True)
-    p0 = result.progress
-    if getattr(p0, "objective", None) and p0.best is None and p0.finished:
+    if p.objective and p.best is None and p.finished:
         click.echo(
-            f"gitrun: warning: no finished trial logged metrics.{p0.objective}, so the sweep "
+            f"gitrun: warning: no finished trial logged metrics.{p.objective}, so the sweep "
             "has no best trial; check the metric's name.",
             err=True,
         )

@@ -34,6 +34,7 @@ from ..format.layout import bisect_dir
 from ..query import filter as F
 from ..query import resolve as runs
 from ..query.index import search
+from . import checkout
 from . import rerun as rerun_mod
 
 BISECT_TAG = "gitrun.bisect"
@@ -257,19 +258,16 @@ def bisect(
         )
     session = uuid.uuid4().hex[:12]
     result = BisectResult(session, g.commit, b.commit, predicate, list(command))
-    base = rerun_mod.checkout.base_dir(b.run) if b.run is not None else []
+    base = checkout.base_dir(b.run) if b.run is not None else []
     root = os.path.join(bisect_dir(repo), session)
     os.makedirs(os.path.dirname(root), exist_ok=True)
-    proc = repo.git("worktree", "add", "--detach", root, b.commit, check=False)
-    if proc.returncode != 0:
-        raise GitError(f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}")
+    checkout.add_worktree(repo, "--detach", root, b.commit)
     data = _Data(b.run)
     try:
         _loop(repo, root, base, result, options, experiment, reuse, quiet, on_step, data)
     finally:
         _git_in(root, "bisect", "reset")
-        repo.git("worktree", "remove", "--force", root, check=False)
-        repo.git("worktree", "prune", check=False)
+        checkout.remove_worktree(repo, root)
         shutil.rmtree(root, ignore_errors=True)
     if result.first_bad:
         show = repo.git("show", "--no-color", "--stat", "--format=%s", result.first_bad)
@@ -367,7 +365,7 @@ def _try(
         return Step(commit, SKIP, None, why=f"the directory {'/'.join(base)} is not in this commit")
     if data.stored and data.run is not None:  # the bad run's data, kept (-i PATH --store)
         try:
-            rerun_mod.checkout.restore_inputs(repo, data.run, root, data.stored)
+            checkout.restore_inputs(repo, data.run, root, data.stored)
         except GitrunError as e:
             return Step(commit, SKIP, None, why=f"its stored inputs cannot go back: {e.message}")
     inputs = [p for p in options.get("inputs") or [] if os.path.exists(os.path.join(where, p))]

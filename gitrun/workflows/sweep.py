@@ -143,6 +143,12 @@ def substitute(command: list[str], params: dict[str, str]) -> list[str]:
     return [_SUBST.sub(one, a) for a in command]
 
 
+def result_without_run(index: Any, status: str, error: str | None = None) -> dict[str, Any]:
+    """A trial's result line when it made no run (stopped before it started, its worker or
+    task lost)."""
+    return {"index": index, "status": status, "run_id": None, "metrics": {}, "error": error}
+
+
 def env_name(name: str) -> str:
     """GITRUN_PARAM_<NAME>: upper case, every character other than A-Z, 0-9 and _ as _."""
     return ENV_PARAM_PREFIX + re.sub(r"[^A-Z0-9_]", "_", name.upper())
@@ -304,7 +310,7 @@ def start(opts: SweepOptions, progress: Callable[[Progress], None] | None = None
 
     rec = journal.replay(parent.journal.path)
     commit = (rec.code.get("commit") if rec else None) or repo.gitout("rev-parse", "HEAD").strip()
-    state = _State(repo, parent, spec, commit, rec.run_name if rec else parent.run_id[:8], {}, [])
+    state = _State(repo, parent, spec, commit, rec.run_name if rec else parent.run_id[:8], {}, {})
     return _drive(state, executor, opts, progress)
 
 
@@ -366,8 +372,7 @@ def resume(
     executor = _make_executor(opts, repo)
     parent = resume_run(repo, rid)
     parent.set_tag("gitrun.sweep.resumed", str(int(rec.tags.get("gitrun.sweep.resumed", "0")) + 1))
-    state = _State(repo, parent, spec, commit, rec.run_name, finished, [])
-    state.earlier = earlier
+    state = _State(repo, parent, spec, commit, rec.run_name, finished, earlier)
     return _drive(state, executor, opts, progress)
 
 
@@ -380,7 +385,7 @@ class _State:
         commit: str,
         name: str,
         finished: dict[int, Any],
-        errors: list[str],
+        earlier: dict[int, int],
     ) -> None:
         self.repo = repo
         self.parent = parent
@@ -388,8 +393,8 @@ class _State:
         self.commit = commit
         self.name = name
         self.finished = finished  # trial number -> RunRecord, from an earlier run (resume)
-        self.earlier: dict[int, int] = {}  # resume: runs each trial number already has
-        self.errors = errors
+        self.earlier = earlier  # resume: runs each trial number already has
+        self.errors: list[str] = []
 
 
 # ---------------------------------------------------------------------------
@@ -817,7 +822,7 @@ class LocalExecutor:
                     w.trial = None
                     out.append(msg)
         for w in self.workers:
-            if w.trial is not None and "GITRUN_SWEEP_CHANNEL" in w.trial["env"]:
+            if w.trial is not None and tracking.ENV_SWEEP_CHANNEL in w.trial["env"]:
                 self._answer_reports(w, on_report)
         if not any(not w.dead for w in self.workers) and self.busy():
             for w in self.workers:
@@ -828,14 +833,7 @@ class LocalExecutor:
     def _lost(self, w: _Worker, why: str) -> dict[str, Any]:
         t = w.trial or {}
         w.trial = None
-        return {
-            "index": t.get("index"),
-            "status": "FAILED",
-            "run_id": None,
-            "metrics": {},
-            "error": why,
-            "params": t.get("params"),
-        }
+        return {**result_without_run(t.get("index"), "FAILED", why), "params": t.get("params")}
 
     def _answer_reports(self, w: _Worker, on_report: Callable[[int, int, float], bool]) -> None:
         from ..tracking import ENV_SWEEP_CHANNEL, SWEEP_ANSWERS, SWEEP_REPORTS

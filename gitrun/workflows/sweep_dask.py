@@ -29,6 +29,7 @@ from typing import Any
 from .._git import Repo
 from ..errors import RemoteError, UsageError, require
 from ..format.layout import sweep_code_ref
+from .sweep import result_without_run, worker_command
 
 
 def clone_root(url: str) -> str:
@@ -74,13 +75,7 @@ def run_remote_trial(
 ) -> dict[str, Any]:
     """The task a Dask worker runs: fetch, check out, record the trial, push the run."""
     if stop_event and _stopped(stop_event):  # Ctrl-C came before this task started
-        return {
-            "index": trial["index"],
-            "status": "KILLED",
-            "run_id": None,
-            "metrics": {},
-            "error": None,
-        }
+        return result_without_run(trial["index"], "KILLED")
     d, lock = _take_clone(url)
     try:
         return _run_in_clone(d, url, ref, commit, trial, stop_event)
@@ -92,7 +87,6 @@ def _run_in_clone(
     d: str, url: str, ref: str, commit: str, trial: dict[str, Any], stop_event: str | None
 ) -> dict[str, Any]:
     from . import sync
-    from .sweep import worker_command
 
     if not os.path.isdir(os.path.join(d, ".git")):
         import shutil
@@ -125,13 +119,8 @@ def _run_in_clone(
             result = msg
     proc.wait()
     if not result:
-        return {
-            "index": trial["index"],
-            "status": "FAILED",
-            "run_id": None,
-            "metrics": {},
-            "error": "the trial's worker process ended unexpectedly",
-        }
+        error = "the trial's worker process ended unexpectedly"
+        return result_without_run(trial["index"], "FAILED", error)
     if result.get("run_id"):
         sync.push(Repo.discover(d), "origin", quiet=True)
     return result
@@ -257,13 +246,7 @@ class DaskExecutor:
             try:
                 res = fut.result()
             except Exception as e:
-                res = {
-                    "index": trial["index"],
-                    "status": "FAILED",
-                    "run_id": None,
-                    "metrics": {},
-                    "error": f"the Dask task failed ({e})",
-                }
+                res = result_without_run(trial["index"], "FAILED", f"the Dask task failed ({e})")
             res["params"] = trial["params"]
             out.append(res)
         if out:
@@ -291,16 +274,7 @@ class DaskExecutor:
         for fut, trial in list(self.futures.items()):
             fut.cancel()
             self.futures.pop(fut)
-            out.append(
-                {
-                    "index": trial["index"],
-                    "status": "KILLED",
-                    "run_id": None,
-                    "metrics": {},
-                    "error": None,
-                    "params": trial["params"],
-                }
-            )
+            out.append({**result_without_run(trial["index"], "KILLED"), "params": trial["params"]})
         return out
 
     def kill(self) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 from ..errors import UsageError
 
-KINDS = ("list", "range", "loguniform", "uniform", "int", "choice")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _INT = re.compile(r"^[+-]?\d+$")
 
