@@ -339,15 +339,6 @@ def store_artifact(repo: Any, path: str, shown: str | None = None) -> Any:
         os.close(fd)
 
 
-def store_file(repo: Any, path: str, shown: str | None = None) -> tuple[str, str, int]:
-    """Store a regular file as a blob: (blob id, sha256, size)."""
-    fd = open_regular(path, shown)
-    try:
-        return _store_fd(repo, fd, path, shown)
-    finally:
-        os.close(fd)
-
-
 def _store_fd(repo: Any, fd: int, path: str, shown: str | None) -> tuple[str, str, int]:
     try:
         if os.fstat(fd).st_size <= _SMALL:

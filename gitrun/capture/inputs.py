@@ -111,22 +111,32 @@ def input_name(path: str, root: str | None) -> str:
     return full
 
 
-def hash_path(
-    path: str, root: str | None, cache: StatCache, context: str = "", shown: str | None = None
-) -> Input:
-    """The Input for a file or directory (InvalidInputError when it is neither)."""
-    from .artwalk import CONTROL_CHARS, Limits, walk
+def _named_stat(
+    path: str, root: str | None, context: str, shown: str
+) -> tuple[str, os.stat_result]:
+    """(how the input is recorded, os.stat of it); InvalidInputError when the path or its
+    context has control characters, or the path does not exist or cannot be read."""
+    from .artwalk import CONTROL_CHARS
 
-    shown = path if shown is None else shown
     if any(c in path for c in CONTROL_CHARS) or any(c in context for c in CONTROL_CHARS):
         raise InvalidInputError(f"Input {shown!r} or its context contains control characters.")
     name = input_name(path, root)
     try:
-        st = os.stat(path)
+        return name, os.stat(path)
     except FileNotFoundError:
         raise InvalidInputError(f"Input '{shown}' does not exist; check the path.") from None
     except OSError as e:
         raise InvalidInputError(f"Input '{shown}' cannot be read ({e.strerror}).") from None
+
+
+def hash_path(
+    path: str, root: str | None, cache: StatCache, context: str = "", shown: str | None = None
+) -> Input:
+    """The Input for a file or directory (InvalidInputError when it is neither)."""
+    from .artwalk import Limits, walk
+
+    shown = path if shown is None else shown
+    name, st = _named_stat(path, root, context, shown)
     if stat.S_ISREG(st.st_mode):
         return Input(name, "file", st.st_size, "sha256:" + cache.sha256(path, st, shown), context)
     if not stat.S_ISDIR(st.st_mode):
@@ -159,17 +169,9 @@ def store_path(
     directory is walked as a directory artifact is, within the artifact limits `lim`
     (artwalk.Limits; ArtifactLimitError before anything is stored).  The digest is the
     one of the content stored, so copy and record always agree."""
-    from .artwalk import CONTROL_CHARS, walk
+    from .artwalk import walk
 
-    if any(c in path for c in CONTROL_CHARS) or any(c in context for c in CONTROL_CHARS):
-        raise InvalidInputError(f"Input {path!r} or its context contains control characters.")
-    name = input_name(path, root)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise InvalidInputError(f"Input '{path}' does not exist; check the path.") from None
-    except OSError as e:
-        raise InvalidInputError(f"Input '{path}' cannot be read ({e.strerror}).") from None
+    name, st = _named_stat(path, root, context, path)
     if os.path.isabs(name):
         raise InvalidInputError(
             f"Input '{path}' is outside the repository work tree, and a stored copy is kept "

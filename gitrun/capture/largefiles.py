@@ -42,13 +42,19 @@ def _project_settings(repo: Repo) -> dict[str, Any]:
         return _project[key]
 
 
+def _threshold_setting(repo: Repo) -> Any:
+    """The large-file-threshold as set (first found wins), or None."""
+    value: Any = os.environ.get(ENV_THRESHOLD) or repo.config(THRESHOLD_KEY)
+    if value is None:
+        value = _project_settings(repo).get("large-file-threshold")
+    return value
+
+
 def threshold(repo: Repo) -> int:
     """The size from which an artifact is large (0: never)."""
     from .settings import parse_size
 
-    value: Any = os.environ.get(ENV_THRESHOLD) or repo.config(THRESHOLD_KEY)
-    if value is None:
-        value = _project_settings(repo).get("large-file-threshold")
+    value = _threshold_setting(repo)
     if value is None or value == "":
         return DEFAULT_THRESHOLD
     limit = parse_size(value)
@@ -111,8 +117,6 @@ def set_store(repo: Repo, value: str) -> None:
 
 def describe(repo: Repo) -> tuple[str, str]:
     """(threshold as set or its default, the store URL or "") for `gitrun config`."""
-    value = os.environ.get(ENV_THRESHOLD) or repo.config(THRESHOLD_KEY)
-    if value is None:
-        value = _project_settings(repo).get("large-file-threshold")
+    value = _threshold_setting(repo)
     shown = str(value) if value not in (None, "") else "50MB"
     return shown, artifact_store(repo) or ""

@@ -142,8 +142,8 @@ def config_cmd(key, value):
     if key != "auto-push":
         from ..capture import largefiles
 
-        threshold, store = largefiles.describe(r)
         if value is None:
+            threshold, store = largefiles.describe(r)
             click.echo(threshold if key == "large-file-threshold" else store)
         elif key == "large-file-threshold":
             largefiles.set_threshold(r, value)

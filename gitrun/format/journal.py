@@ -613,9 +613,9 @@ def sweep(repo: Repo, age: float = LEFTOVER_AGE, lfs_age: float = LFS_TMP_AGE) -
     now = time.time()
     removed = 0
 
-    def old(path: str) -> bool:
+    def old(path: str, limit: float = age) -> bool:
         try:
-            return now - os.lstat(path).st_mtime > age
+            return now - os.lstat(path).st_mtime > limit
         except OSError:
             return False
 
@@ -649,14 +649,8 @@ def sweep(repo: Repo, age: float = LEFTOVER_AGE, lfs_age: float = LFS_TMP_AGE) -
 
     lfs_tmp = os.path.join(lfs.lfs_dir(repo), "tmp")
     for n in _listdir(lfs_tmp):
-        p = os.path.join(lfs_tmp, n)
-        if n.startswith(lfs.TMP_PREFIX):
-            try:
-                stale = now - os.lstat(p).st_mtime > lfs_age
-            except OSError:
-                stale = False
-            if stale:
-                rm(p)
+        if n.startswith(lfs.TMP_PREFIX) and old(os.path.join(lfs_tmp, n), lfs_age):
+            rm(os.path.join(lfs_tmp, n))
     live = set(_listdir(live_root(repo)))
     refs = repo.gitout("for-each-ref", "--format=%(refname)", LIVE_REF_PREFIX, check=False)
     for ref in refs.split():

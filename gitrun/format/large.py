@@ -11,13 +11,14 @@ names, per artifact, each place it looked when one cannot be found;
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from .._git import Repo
 from .._git import lfs as git_lfs
 from ..errors import ArtifactUnavailableError, GitError, GitrunError
 from . import lfs, objstore
 from .entities import Artifact
+from .paths import StagedFile
 
 KINDS = (lfs.STORAGE, objstore.STORAGE)
 
@@ -34,14 +35,27 @@ class Source:
     def chunks(self) -> Iterator[memoryview | bytes]:
         a = self.artifact
         what = f"Artifact {a.path!r} of run {self.run_id[:8]} ({self.path or self.url})"
-        raw = (
-            lfs.read_verified(self.path, a.sha256, a.size, what)
-            if self.path
-            else lfs.verified_chunks(
-                objstore.read_chunks(self.url, a.sha256), a.sha256, a.size, what
-            )
-        )
-        return raw
+        if self.path:
+            return lfs.read_verified(self.path, a.sha256, a.size, what)
+        return lfs.verified_chunks(objstore.read_chunks(self.url, a.sha256), a.sha256, a.size, what)
+
+
+def stage(root: str, wanted: Iterable[tuple[str, int, Source]]) -> list[StagedFile]:
+    """Stream each (path under `root`, mode, source) to a temporary file beside its target,
+    verified; the caller commits them once everything else is written.  When one cannot be
+    read or does not match its record, every file staged so far is removed first."""
+    staged: list[StagedFile] = []
+    try:
+        for rel, mode, src in wanted:
+            f = StagedFile(root, rel, mode)
+            staged.append(f)
+            for chunk in src.chunks():
+                f.write(chunk)
+    except BaseException:
+        for f in staged:
+            f.abort()
+        raise
+    return staged
 
 
 def configured_store(repo: Repo) -> str | None:

@@ -179,22 +179,8 @@ def write_file(root: str, rel: str, data: bytes, mode: int = 0o644) -> None:
             f.write(data)
         os.replace(tmp, full)
         return
-    fd = os.open(root, os.O_RDONLY | _O_DIRECTORY)
+    fd = _open_parent(root, rel, parts, [])
     try:
-        for name in parts[:-1]:
-            try:
-                os.mkdir(name, 0o777, dir_fd=fd)
-            except FileExistsError:
-                pass
-            try:
-                nfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
-            except OSError:
-                raise UnsafePathError(
-                    f"Refusing artifact path {rel!r}: {name} is a symlink or not a directory "
-                    f"in {root}; nothing more was written."
-                ) from None
-            os.close(fd)
-            fd = nfd
         tmp = f".gitrun-tmp-{os.getpid()}-{parts[-1][:40]}"
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, mode, dir_fd=fd)
         try:
@@ -207,6 +193,35 @@ def write_file(root: str, rel: str, data: bytes, mode: int = 0o644) -> None:
         os.replace(tmp, parts[-1], src_dir_fd=fd, dst_dir_fd=fd)
     finally:
         os.close(fd)
+
+
+def _open_parent(root: str, rel: str, parts: list[str], created: list[str]) -> int:
+    """A descriptor of the directory holding `root/rel` (`parts` its components), reached
+    directory by directory with O_NOFOLLOW; the ones made on the way are added to `created`
+    (outermost first).  UnsafePathError when one is a symlink or not a directory."""
+    fd = os.open(root, os.O_RDONLY | _O_DIRECTORY)
+    where = root
+    try:
+        for name in parts[:-1]:
+            where = os.path.join(where, name)
+            try:
+                os.mkdir(name, 0o777, dir_fd=fd)
+                created.append(where)
+            except FileExistsError:
+                pass
+            try:
+                nfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                raise UnsafePathError(
+                    f"Refusing artifact path {rel!r}: {name} is a symlink or not a directory "
+                    f"in {root}; nothing more was written."
+                ) from None
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class StagedFile:
@@ -238,34 +253,19 @@ class StagedFile:
                 os.path.join(self.dir_path, self.tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode
             )
             return
-        fd = os.open(root, os.O_RDONLY | _O_DIRECTORY)
-        where = root
+        fd = -1
         try:
-            for name in parts[:-1]:
-                where = os.path.join(where, name)
-                try:
-                    os.mkdir(name, 0o777, dir_fd=fd)
-                    self.created.append(where)
-                except FileExistsError:
-                    pass
-                try:
-                    nfd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
-                except OSError:
-                    raise UnsafePathError(
-                        f"Refusing artifact path {rel!r}: {name} is a symlink or not a directory "
-                        f"in {root}; nothing more was written."
-                    ) from None
-                os.close(fd)
-                fd = nfd
+            fd = _open_parent(root, rel, parts, self.created)
             self.fd = os.open(
                 self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, mode, dir_fd=fd
             )
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             self._remove_dirs()
             raise
         self.dir_fd = fd
-        self.dir_path = where
+        self.dir_path = os.path.join(root, *parts[:-1])
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)

@@ -14,7 +14,7 @@ from .._git import Repo
 from ..errors import GitrunError, InvalidInputError, RunNotFoundError
 from ..format import large
 from ..format.entities import Artifact, RunRecord
-from ..format.paths import StagedFile, check_artifact_path, check_history_path, write_file
+from ..format.paths import check_artifact_path, check_history_path, write_file
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,10 @@ def download(repo: Repo, rec: RunRecord, path: str | None, dst_path: str | None 
     # Large ones are found (fetched when missing) first, and streamed verified.
     sources = large.locate(repo, rec.run_id, [a for a in arts if a.storage in large.KINDS])
     os.makedirs(dst, exist_ok=True)
-    staged: list[StagedFile] = []
-    try:
-        for path, src in sorted(sources.items()):
-            f = StagedFile(dst, path[len(parent) + 1 :] if parent else path, 0o666)
-            staged.append(f)
-            for chunk in src.chunks():
-                f.write(chunk)
-    except BaseException:
-        for f in staged:
-            f.abort()
-        raise
+    staged = large.stage(
+        dst,
+        ((p[len(parent) + 1 :] if parent else p, 0o666, src) for p, src in sorted(sources.items())),
+    )
     for a, blob in todo:
         rel = a.path[len(parent) + 1 :] if parent else a.path
         kind, data = repo.read_object(blob)
