@@ -249,19 +249,8 @@ def write_planned(root: str, planned: list[PlannedArtifact]) -> int:
     """Write what is not there yet.  Large artifacts are streamed to temporary files and
     verified first; one that does not match its record removes them all, before any
     file is written."""
-    staged: list[paths.StagedFile] = []
-    try:
-        for p in planned:
-            if p.exists or p.source is None:
-                continue
-            f = paths.StagedFile(root, p.target, p.mode)
-            staged.append(f)
-            for chunk in p.source.chunks():
-                f.write(chunk)
-    except BaseException:
-        for f in staged:
-            f.abort()
-        raise
+    big = [(p.target, p.mode, p.source) for p in planned if not p.exists and p.source is not None]
+    staged = large.stage(root, big)
     n = 0
     for p in planned:
         if not p.exists and p.source is None:
@@ -275,8 +264,9 @@ def write_planned(root: str, planned: list[PlannedArtifact]) -> int:
 # ---------------------------------------------------------------------------
 # work tree state
 # ---------------------------------------------------------------------------
-def restored_copies(repo: Repo, rec: RunRecord) -> set[str]:
-    """Paths in the work tree whose content is exactly one of this run's artifacts."""
+def restored_copies(repo: Repo, rec: RunRecord, among: Collection[str]) -> set[str]:
+    """The paths of `among` (in the work tree) whose content is exactly one of this run's
+    artifacts; only those are hashed."""
     if not repo.work_tree:
         return set()
     try:
@@ -288,6 +278,8 @@ def restored_copies(repo: Repo, rec: RunRecord) -> set[str]:
         try:
             check_rel_path(path)
             target = target_of(path, base)
+            if target not in among:
+                continue
             full = safe_join(repo.work_tree, target)
             if (
                 os.path.isfile(full)
@@ -308,8 +300,9 @@ def dirty_paths(repo: Repo, rec: RunRecord | None = None) -> list[str]:
     what `gitrun checkout` put there, and git keeps their content.
     """
     st = repo.status()
-    skip = restored_copies(repo, rec) if rec else set()
-    return [p for p in st.changed + st.untracked if p not in skip]
+    dirty = st.changed + st.untracked
+    skip = restored_copies(repo, rec, set(dirty)) if rec and dirty else set()
+    return [p for p in dirty if p not in skip]
 
 
 def code_commit(rec: RunRecord, repo: Repo) -> str:
@@ -464,6 +457,21 @@ def _artifacts_only(repo: Repo, rec: RunRecord, directory: str) -> CheckoutResul
     )
 
 
+def add_worktree(repo: Repo, *args: str) -> None:
+    """`git worktree add ARGS` (e.g. ``--detach DIR COMMIT``); a GitError with git's reason
+    when it fails."""
+    proc = repo.git("worktree", "add", *args, check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}")
+
+
+def remove_worktree(repo: Repo, root: str) -> None:
+    """The worktree at `root` removed, uncommitted changes and all, and git's admin data of
+    worktrees gone missing pruned (failures ignored: this is cleanup)."""
+    repo.git("worktree", "remove", "--force", root, check=False)
+    repo.git("worktree", "prune", check=False)
+
+
 def _worktree(
     repo: Repo,
     rec: RunRecord,
@@ -482,20 +490,16 @@ def _worktree(
     if branch:
         create = _branch_state(repo, branch, commit, force_branch)
         if create:
-            args = ["worktree", "add", "-B" if force_branch else "-b", branch, root, commit]
+            add_worktree(repo, "-B" if force_branch else "-b", branch, root, commit)
         else:
-            args = ["worktree", "add", root, branch]
+            add_worktree(repo, root, branch)
     else:
-        args = ["worktree", "add", "--detach", root, commit]
-    proc = repo.git(*args, check=False)
-    if proc.returncode != 0:
-        raise GitError(f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}")
+        add_worktree(repo, "--detach", root, commit)
     try:
         plan_in(root, planned, replaced)
         written = write_planned(root, planned)
     except BaseException:
-        repo.git("worktree", "remove", "--force", root, check=False)
-        repo.git("worktree", "prune", check=False)
+        remove_worktree(repo, root)
         raise
     return CheckoutResult(
         rec,

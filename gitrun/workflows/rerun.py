@@ -199,11 +199,6 @@ def record_options(rec: RunRecord) -> tuple[dict[str, Any], list[str]]:
     return out, []
 
 
-def changed_inputs(repo: Repo, rec: RunRecord) -> list[str]:
-    """One phrase per file/directory input whose content is not the one the run read."""
-    return list(changed_input_paths(repo, rec).values())
-
-
 def changed_input_paths(repo: Repo, rec: RunRecord) -> dict[str, str]:
     """input path -> a phrase, for each file/directory input whose content is not the one
     the run read."""
@@ -306,12 +301,11 @@ def rerun(
     else:
         tmp = tempfile.mkdtemp(prefix="gitrun-rerun-")
         root = os.path.join(tmp, f"rerun-{rec.run_id[:8]}")
-        proc = repo.git("worktree", "add", "--detach", root, commit, check=False)
-        if proc.returncode != 0:
+        try:
+            checkout.add_worktree(repo, "--detach", root, commit)
+        except GitError:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise GitError(
-                f"git worktree add failed: {proc.stderr.decode(errors='replace').strip()}"
-            )
+            raise
         try:
             if stored:
                 checkout.restore_inputs(repo, rec, root, stored)
@@ -320,8 +314,7 @@ def rerun(
             if keep:
                 result.worktree = root
             else:
-                repo.git("worktree", "remove", "--force", root, check=False)
-                repo.git("worktree", "prune", check=False)
+                checkout.remove_worktree(repo, root)
                 shutil.rmtree(tmp, ignore_errors=True)
         stale = []
     result.rerun = new
