@@ -171,3 +171,29 @@ def test_data_git_ignores_comes_from_the_bad_runs_stored_copy(repo):
     out = _bisect_json(repo, commits[0], "bad")
     assert out["first_bad_commit"] == commits[5]
     assert all(s["verdict"] != "skip" for s in out["steps"])
+
+
+def test_the_bad_runs_autolog_is_repeated_at_every_step(repo):
+    """A script with no gitrun in it, recorded with --autolog: every bisect step autologs
+    too, so the predicate's metric is there (it was left out, and every step skipped)."""
+    pytest.importorskip("sklearn")
+    fit = (
+        "from sklearn.linear_model import LinearRegression\n"
+        "noise = float(open('noise.txt').read())\n"
+        "X = [[float(i)] for i in range(20)]\n"
+        "y = [2.0 * i + (noise if i % 2 else -noise) for i in range(20)]\n"
+        "LinearRegression().fit(X, y)\n"
+    )
+    commits = []
+    for i in range(1, 6):
+        (repo / "noise.txt").write_text("0\n" if i < 4 else "9\n")
+        (repo / "train.py").write_text(fit)
+        (repo / "step.txt").write_text(f"{i}\n")
+        git(repo, "add", ".")
+        git(repo, "commit", "-qm", f"change {i}")
+        commits.append(git(repo, "rev-parse", "HEAD").strip())
+    p = run_cli("record", "-q", "-n", "bad", "--autolog", "--", "python", "train.py", cwd=repo)
+    assert p.returncode == 0, p.stderr
+    out = _bisect_json(repo, commits[0], "bad", metric="metrics.training_score >= 0.99")
+    assert out["first_bad_commit"] == commits[3]
+    assert out["steps"] and all(s["verdict"] != "skip" for s in out["steps"])

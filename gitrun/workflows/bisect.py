@@ -358,7 +358,7 @@ def _try(
         if old is not None:
             verdict, why, values = judge(repo, old, result.predicate)
             return Step(commit, verdict, old.run_id, True, why, values)
-    from .record import RecordOptions, record
+    from .record import record
 
     where = os.path.join(root, *base)
     if not os.path.isdir(where):
@@ -368,18 +368,15 @@ def _try(
             checkout.restore_inputs(repo, data.run, root, data.stored)
         except GitrunError as e:
             return Step(commit, SKIP, None, why=f"its stored inputs cannot go back: {e.message}")
-    inputs = [p for p in options.get("inputs") or [] if os.path.exists(os.path.join(where, p))]
-    opts = RecordOptions(
-        command=list(result.command),
-        inputs=inputs,
+    # the bad run's `gitrun record` options (-p, -i, -a, --autolog, ...), as rerun repeats them
+    opts = rerun_mod.repeat_options(
+        options,
+        list(result.command),
+        where,
+        name=None,
         experiment=experiment,
-        params=dict(options.get("params") or {}),
         tags={BISECT_TAG: result.session},
-        artifacts=list(options.get("artifacts") or []),
-        params_file=options.get("params_file"),
-        metrics_file=options.get("metrics_file"),
         quiet=quiet,
-        cwd=where,
     )
     try:
         _code, new = record(opts)

@@ -199,6 +199,38 @@ def record_options(rec: RunRecord) -> tuple[dict[str, Any], list[str]]:
     return out, []
 
 
+def repeat_options(
+    options: dict[str, Any],
+    command: list[str],
+    where: str,
+    name: str | None,
+    experiment: str | None,
+    tags: dict[str, str],
+    quiet: bool,
+) -> Any:
+    """RecordOptions that repeat a run's `gitrun record` options (record_options) in the
+    directory `where` of a worktree, as rerun and bisect run it again."""
+    from .record import RecordOptions
+
+    # -i again, for the inputs the directory has (ignored data is not in a worktree)
+    inputs = [p for p in options.get("inputs") or [] if os.path.exists(os.path.join(where, p))]
+    return RecordOptions(
+        command=command,
+        name=name,
+        experiment=experiment,
+        params=dict(options.get("params") or {}),
+        tags=tags,
+        inputs=inputs,
+        artifacts=list(options.get("artifacts") or []),
+        params_file=options.get("params_file"),
+        metrics_file=options.get("metrics_file"),
+        quiet=quiet,
+        cwd=where,
+        autolog=bool(options.get("autolog")),
+        store_inputs=bool(options.get("store_inputs")) and bool(inputs),
+    )
+
+
 def changed_input_paths(repo: Repo, rec: RunRecord) -> dict[str, str]:
     """input path -> a phrase, for each file/directory input whose content is not the one
     the run read."""
@@ -424,7 +456,7 @@ def _rerun_name(repo: Repo, name: str) -> str:
 def _record_in(
     repo: Repo, root: str, base: list[str], rec: RunRecord, options: dict[str, Any], quiet: bool
 ) -> RunRecord:
-    from .record import RecordOptions, record
+    from .record import record
 
     assert rec.command
     where = os.path.join(root, *base)
@@ -435,22 +467,14 @@ def _record_in(
     tags = {RERUN_TAG: rec.run_id}
     if options.get("changed_inputs"):
         tags[CHANGED_INPUTS_TAG] = options["changed_inputs"]
-    # -i again, for the inputs the rerun's directory has (ignored data is not in a worktree)
-    inputs = [p for p in options.get("inputs") or [] if os.path.exists(os.path.join(where, p))]
-    opts = RecordOptions(
-        command=list(rec.command),
+    opts = repeat_options(
+        options,
+        list(rec.command),
+        where,
         name=_rerun_name(repo, rec.run_name) if rec.run_name else None,
         experiment=rec.experiment,
-        params=dict(options.get("params") or {}),
         tags=tags,
-        inputs=inputs,
-        artifacts=list(options.get("artifacts") or []),
-        params_file=options.get("params_file"),
-        metrics_file=options.get("metrics_file"),
         quiet=quiet,
-        cwd=where,
-        autolog=bool(options.get("autolog")),
-        store_inputs=bool(options.get("store_inputs")) and bool(inputs),
     )
     _code, new = record(opts)
     if new is None:
