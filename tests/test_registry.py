@@ -271,3 +271,19 @@ def test_loading_a_model_leaves_no_copy_behind(repo, tmp_path, monkeypatch):
     gitrun.sklearn.load_model(f"runs:/{run.info.run_id}/model")
     gitrun.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     assert list(scratch.iterdir()) == []
+
+
+def test_models_show_lists_the_versions_of_a_name_with_a_quote(repo):
+    """`gitrun models show` reads the versions with the model (a filter built from a name
+    with a quote in it used to be refused)."""
+    from tests.conftest import run_cli
+
+    with gitrun.start_run() as run:
+        gitrun.log_text("x", "model/MLmodel")
+    for _ in range(2):
+        gitrun.register_model(f"runs:/{run.info.run_id}/model", "bob's model")
+    p = run_cli("models", "show", "bob's model", "--format", "json", cwd=repo)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert [v["version"] for v in out["versions"]] == [1, 2]
+    assert out["name"] == "bob's model"

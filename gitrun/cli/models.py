@@ -87,10 +87,8 @@ def show(name: str, fmt: str) -> None:
     from .render import fmt_time, table
 
     r = repo()
-    rm = api.get_registered_model(name, repo=r)
-    versions = sorted(
-        api.search_model_versions(f"name = '{name}'", repo=r), key=lambda v: v.version
-    )
+    # the versions from the same read (a filter built from the name breaks on a quote in it)
+    rm, versions = api.model_with_versions(name, repo=r)
     if fmt == "json":
         out = dict(rm)
         out["latest_versions"] = [dict(v) for v in rm.latest_versions]

@@ -172,6 +172,14 @@ def get_registered_model(name: str, repo: Repo | None = None) -> RegisteredModel
     return RegisteredModel(reg.get_model(_repo(repo), name))
 
 
+def model_with_versions(
+    name: str, repo: Repo | None = None
+) -> tuple[RegisteredModel, list[ModelVersion]]:
+    """A registered model and every version of it, oldest first, from one read."""
+    m = reg.get_model(_repo(repo), name)
+    return RegisteredModel(m), [_version(m, n) for n in sorted(m.versions)]
+
+
 def _edit_model(repo: Repo | None, name: str, fn: Any) -> ModelRecord:
     """Change an existing model: fn(record) -> commit subject (None: nothing changed)."""
     r = _repo(repo)
