@@ -17,7 +17,7 @@ import warnings  # noqa: E402
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from tests.conftest import IDENTITY, git  # noqa: E402
+from tests.autolog_helpers import artifact_paths, metric_history, run_side  # noqa: E402
 from tests.test_mlflow_compat import _env  # noqa: E402
 
 np = pytest.importorskip("numpy")
@@ -69,17 +69,6 @@ def _autolog_off():
     gitrun.keras.autolog(disable=True)
 
 
-def _history(client, run_id, key):
-    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-
-
-def _artifacts(client, run_id, path=None):
-    out = []
-    for f in client.list_artifacts(run_id, path):
-        out += _artifacts(client, run_id, f.path) if f.is_dir else [f.path]
-    return sorted(out)
-
-
 def test_keras_fit_logs_what_mlflow_logs(repo):
     x, y = _data()
     gitrun.keras.autolog()
@@ -104,15 +93,15 @@ def test_keras_fit_logs_what_mlflow_logs(repo):
         "validation_accuracy",
     }
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        steps = _history(client, rid, key)
+        steps = metric_history(client, rid, key)
         assert [s for s, _ in steps] == [0, 1], key  # step = epoch
         assert [v for _, v in steps] == pytest.approx(history.history[key]), key
     # as MLflow: each validation pass's logs at step 0
-    assert _history(client, rid, "validation_loss") == [
+    assert metric_history(client, rid, "validation_loss") == [
         (0, pytest.approx(v)) for v in history.history["val_loss"]
     ]
     assert run.data.tags["mlflow.autologging"] == "keras"
-    arts = _artifacts(client, rid)
+    arts = artifact_paths(client, rid)
     assert {
         "model_summary.txt",
         "model/MLmodel",
@@ -147,8 +136,8 @@ def test_step_logging_disable_log_models_and_outermost(repo, monkeypatch):
     run = gitrun.last_active_run()
     client = gitrun.MlflowClient()
     # 4 batches per epoch: logged at optimizer iterations 2, 4, 6, 8
-    assert [s for s, _ in _history(client, run.info.run_id, "loss")] == [2, 4, 6, 8]
-    assert _artifacts(client, run.info.run_id) == ["model_summary.txt"]  # no model
+    assert [s for s, _ in metric_history(client, run.info.run_id, "loss")] == [2, 4, 6, 8]
+    assert artifact_paths(client, run.info.run_id) == ["model_summary.txt"]  # no model
 
     gitrun.keras.autolog(extra_tags={"team": "ml"})
     inner_runs = []
@@ -164,7 +153,7 @@ def test_step_logging_disable_log_models_and_outermost(repo, monkeypatch):
     run = gitrun.last_active_run()
     assert inner_runs == [run.info.run_id]
     assert run.data.params["epochs"] == "1" and run.data.params["batch_size"] == "8"
-    assert [s for s, _ in _history(client, run.info.run_id, "loss")] == [0]
+    assert [s for s, _ in metric_history(client, run.info.run_id, "loss")] == [0]
     assert run.data.tags["team"] == "ml"
 
     gitrun.keras.autolog(disable=True)
@@ -259,31 +248,10 @@ json.dump(out, open("out.json", "w"))
 """
 
 
-def _side(tmp_path, gitrun_side: bool, extra_env=None):
-    d = tmp_path / ("gitrun" if gitrun_side else "mlflow")
-    d.mkdir()
-    if gitrun_side:
-        git(d, "init", "-q", "-b", "main", env=IDENTITY)
-        git(d, "commit", "-q", "--allow-empty", "-m", "init", env=IDENTITY)
-        head = "import gitrun as mlflow\nIS_GITRUN = True\n"
-    else:
-        head = (
-            "import mlflow\nIS_GITRUN = False\n"
-            f"mlflow.set_tracking_uri('sqlite:///{d / 'mlflow.db'}')\n"
-        )
-    (d / "train.py").write_text(head + SCRIPT)
-    env = _env(HOME=str(d), KERAS_BACKEND="torch", **(extra_env or {}))
-    proc = subprocess.run(
-        [sys.executable, "train.py"], cwd=d, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((d / "out.json").read_text())
-
-
 def test_same_keys_as_mlflow_and_mlflow_loads_the_model(tmp_path):
     pytest.importorskip("mlflow")
-    g = _side(tmp_path, True)
-    m = _side(tmp_path, False, {"GITRUN_MODEL_DIR": g["model_dir"]})
+    g = run_side(tmp_path, SCRIPT, True, KERAS_BACKEND="torch")
+    m = run_side(tmp_path, SCRIPT, False, KERAS_BACKEND="torch", GITRUN_MODEL_DIR=g["model_dir"])
     assert g["params"] == m["params"]  # keys and values
     assert "optimizer_momentum" in g["params"] and "validation_split" in g["params"]
     assert g["metrics"] == m["metrics"]

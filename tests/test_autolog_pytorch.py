@@ -5,14 +5,13 @@ side by side."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings
 
 import pytest
 
-from tests.conftest import IDENTITY, git
+from tests.autolog_helpers import artifact_paths, metric_history, run_side
 from tests.test_mlflow_compat import _env
 
 torch = pytest.importorskip("torch")
@@ -90,17 +89,6 @@ def _autolog_off():
     gitrun.pytorch.autolog(disable=True)
 
 
-def _history(client, run_id, key):
-    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
-
-
-def _artifacts(client, run_id, path=None):
-    out = []
-    for f in client.list_artifacts(run_id, path):
-        out += _artifacts(client, run_id, f.path) if f.is_dir else [f.path]
-    return sorted(out)
-
-
 def test_lightning_fit_logs_what_mlflow_logs(repo, tmp_path):
     torch.manual_seed(0)
     x, loader = _data()
@@ -133,16 +121,18 @@ def test_lightning_fit_logs_what_mlflow_logs(repo, tmp_path):
     }
     # epoch metrics at step = epoch; the forked step metric at step = global step (1..n)
     for key in ("train_loss", "train_loss_epoch", "val_loss"):
-        assert [s for s, _ in _history(client, rid, key)] == list(range(epochs_run)), key
-    steps = [s for s, _ in _history(client, rid, "train_loss_step")]
+        assert [s for s, _ in metric_history(client, rid, key)] == list(range(epochs_run)), key
+    steps = [s for s, _ in metric_history(client, rid, "train_loss_step")]
     assert steps == list(range(1, 3 * epochs_run + 1))  # 3 batches per epoch
-    assert _history(client, rid, "train_loss") == _history(client, rid, "train_loss_epoch")
-    assert _history(client, rid, "stopped_epoch") == [(0, 1.0)]
-    assert _history(client, rid, "restored_epoch") == [(0, 0.0)]
+    assert metric_history(client, rid, "train_loss") == metric_history(
+        client, rid, "train_loss_epoch"
+    )
+    assert metric_history(client, rid, "stopped_epoch") == [(0, 1.0)]
+    assert metric_history(client, rid, "restored_epoch") == [(0, 0.0)]
     tags = run.data.tags
     assert tags["mlflow.autologging"] == "pytorch" and tags["Mode"] == "training"
     assert tags["mlflow.latest_checkpoint_artifact"] == "checkpoints/latest_checkpoint.pth"
-    arts = _artifacts(client, rid)
+    arts = artifact_paths(client, rid)
     assert {
         "model_summary.txt",
         "checkpoints/latest_checkpoint.pth",
@@ -157,7 +147,7 @@ def test_lightning_fit_logs_what_mlflow_logs(repo, tmp_path):
     assert "layer" in summary and "Linear" in summary and "Total params" in summary
     ckpt = gitrun.artifacts.load_dict(f"runs:/{rid}/checkpoints/latest_checkpoint_metrics.json")
     # checkpoint_mode="min" on val_loss: the last (lowest) epoch's
-    assert ckpt["epoch"] == 1 and ckpt["val_loss"] == _history(client, rid, "val_loss")[1][1]
+    assert ckpt["epoch"] == 1 and ckpt["val_loss"] == metric_history(client, rid, "val_loss")[1][1]
     # the model: MLflow's layout, a signature from the first batch, loads both ways
     info = gitrun.models.get_model_info(f"runs:/{rid}/model")
     assert set(info.flavors) == {"pytorch", "python_function"}
@@ -237,7 +227,7 @@ def test_disable_log_models_and_outermost(repo, tmp_path):
     assert run.data.params["epochs"] == "1"  # the outer fit's
     assert "inner_loss" not in run.data.metrics and "train_loss" in run.data.metrics
     assert run.data.tags["team"] == "ml"
-    arts = _artifacts(gitrun.MlflowClient(), run.info.run_id)
+    arts = artifact_paths(gitrun.MlflowClient(), run.info.run_id)
     assert arts == ["model_summary.txt"]  # no model, no checkpoints
 
 
@@ -352,39 +342,16 @@ json.dump(out, open("out.json", "w"))
 """
 
 
-def _side(tmp_path, gitrun_side: bool, extra_env=None):
-    d = tmp_path / ("gitrun" if gitrun_side else "mlflow")
-    d.mkdir()
-    if gitrun_side:
-        git(d, "init", "-q", "-b", "main", env=IDENTITY)
-        git(d, "commit", "-q", "--allow-empty", "-m", "init", env=IDENTITY)
-        head = "import gitrun as mlflow\nIS_GITRUN = True\n"
-    else:
-        head = (
-            "import mlflow\nIS_GITRUN = False\n"
-            f"mlflow.set_tracking_uri('sqlite:///{d / 'mlflow.db'}')\n"
-        )
-    (d / "train.py").write_text(head + SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, "train.py"],
-        cwd=d,
-        env=_env(HOME=str(d), **(extra_env or {})),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((d / "out.json").read_text())
-
-
 def test_same_keys_as_mlflow_and_mlflow_loads_the_model(tmp_path):
     pytest.importorskip("mlflow")
     pytest.importorskip("pytorch_lightning")
-    g = _side(tmp_path, True)
-    m = _side(
+    g = run_side(tmp_path, SCRIPT, True)
+    m = run_side(
         tmp_path,
+        SCRIPT,
         False,
-        {"GITRUN_MODEL_DIR": g["model_dir"], "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"},
+        GITRUN_MODEL_DIR=g["model_dir"],
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true",
     )
     assert g["params"] == m["params"]  # keys and values
     assert "stopped_epoch" in g["params"] and "optimizer_name" in g["params"]

@@ -38,17 +38,6 @@ def fn_params(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], unlogged: 
     return {k: v for k, v in out.items() if k not in unlogged}
 
 
-def with_callback(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], cb: Any) -> tuple:
-    """(args, kwargs) for calling `fn` with `cb` appended to its `callbacks` argument; the
-    caller's own list is left as it was."""
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError:
-        return args, kwargs  # the call is wrong anyway: let the framework say so
-    bound.arguments["callbacks"] = list(bound.arguments.get("callbacks") or []) + [cb]
-    return bound.args, bound.kwargs
-
-
 def argument(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
     """The value passed for parameter `name` (None when not passed)."""
     try:
@@ -93,11 +82,7 @@ def enable(flavor: str, fw: Any, minimum: str, maximum: str, settings: dict[str,
     autolog.unpatch(flavor)
     if settings["disable"]:
         return False
-    in_range = autolog.check_version(flavor, fw.__version__, minimum, maximum)
-    if not in_range and settings["disable_for_unsupported_versions"]:
-        autolog.config(flavor).disable = True
-        return False
-    return True
+    return autolog.supported(flavor, [fw.__version__], minimum, maximum)
 
 
 def sklearn_classes(base: type) -> list[type]:
@@ -213,7 +198,7 @@ def train(
     results: list[dict[str, float]] = []
     call_args, call_kwargs = args, kwargs
     with autolog.safely(flavor, "per-iteration metrics"):
-        call_args, call_kwargs = with_callback(original, args, kwargs, callback(results))
+        call_args, call_kwargs = autolog.with_callback(original, args, kwargs, callback(results))
     return original(*call_args, **call_kwargs), results
 
 

@@ -18,7 +18,10 @@ functions.  A flavor module `gitrun/mlflow/<flavor>.py` uses this API and nothin
     import the framework or raise MissingDependencyError: one sentence saying how to install it.
 ``check_version(flavor, version, minimum, maximum) -> bool``
     warn once (per flavor) when the installed version is outside the tested range; returns
-    whether it is inside.  With disable_for_unsupported_versions the flavor stays off.
+    whether it is inside.
+``supported(flavor, versions, minimum, maximum) -> bool``
+    check_version for a configured flavor; outside the range with
+    disable_for_unsupported_versions the flavor is turned off and unpatched (False).
 ``patch(flavor, owner, name, wrapper)`` / ``unpatch(flavor)``
     replace ``owner.name`` by a function calling ``wrapper(original, *args, **kwargs)`` (only
     while the flavor is enabled; otherwise the original runs); unpatch restores every original.
@@ -30,6 +33,8 @@ functions.  A flavor module `gitrun/mlflow/<flavor>.py` uses this API and nothin
     context manager: yields the LiveRun to log to — the active run, or one started here (tagged
     ``mlflow.autologging=<flavor>`` plus extra_tags) and ended FINISHED, or FAILED when the
     body raises.  Yields None when ``exclusive`` and the user has a run active (nothing logged).
+``with_callback(fn, args, kwargs, cb) -> (args, kwargs)``
+    the arguments of a call to ``fn`` with ``cb`` appended to its ``callbacks`` argument.
 ``warn(flavor, message)`` / ``safely(flavor, what)``
     a warning on stderr unless ``silent``; ``safely`` turns an exception raised while logging
     into such a warning (logging never breaks the user's training).
@@ -72,7 +77,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -218,6 +223,19 @@ def check_version(flavor: str, version: str, minimum: str, maximum: str) -> bool
     return ok
 
 
+def supported(flavor: str, versions: Iterable[str], minimum: str, maximum: str) -> bool:
+    """Whether the configured flavor is to patch its framework: check_version of each installed
+    `versions`; outside the range with disable_for_unsupported_versions, the flavor is turned
+    off (and unpatched) instead."""
+    in_range = all([check_version(flavor, v, minimum, maximum) for v in versions])
+    cfg = config(flavor)
+    if in_range or not cfg.disable_for_unsupported_versions:
+        return True
+    cfg.disable = True
+    unpatch(flavor)
+    return False
+
+
 # ---------------------------------------------------------------------------
 # warnings
 # ---------------------------------------------------------------------------
@@ -335,6 +353,17 @@ def logged_call(flavor: str, call: Callable[[], Any], log: Callable[[Any], Any])
             if live is None:  # exclusive=True and the user's run is active
                 return call()
             return log(live)
+
+
+def with_callback(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], cb: Any) -> tuple:
+    """(args, kwargs) for calling `fn` with `cb` appended to its `callbacks` argument; the
+    caller's own list is left as it was."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError:
+        return args, kwargs  # the call is wrong anyway: let the framework say so
+    bound.arguments["callbacks"] = list(bound.arguments.get("callbacks") or []) + [cb]
+    return bound.args, bound.kwargs
 
 
 # ---------------------------------------------------------------------------

@@ -192,22 +192,13 @@ def log_model(
 
 
 def _model_file(local: str, doc: dict[str, Any]) -> str:
-    conf = doc["flavors"].get(FLAVOR_NAME)
-    if conf is None:
-        raise InvalidInputError(
-            f"The model at '{local}' has no keras flavor (it has "
-            f"{', '.join(doc['flavors'])}); load it with the matching flavor."
-        )
+    conf = mlmodel.flavor_entry(doc, FLAVOR_NAME, local)
     if conf.get("save_exported_model"):
         raise NotImplementedError(
             "This Keras model was saved in the exported (TensorFlow SavedModel) format; load "
             "it with mlflow.keras.load_model and TensorFlow."
         )
-    rel = str(conf.get("data", MODEL_SAVE_PATH))
-    full = os.path.realpath(os.path.join(local, rel))
-    base = os.path.realpath(local)
-    if full != base and not full.startswith(base + os.sep):
-        raise InvalidInputError(f"The MLmodel file names a path outside the model: '{rel}'.")
+    full = mlmodel.inside_model(local, str(conf.get("data", MODEL_SAVE_PATH)))
     if os.path.isdir(full):
         full = os.path.join(full, MODEL_SAVE_PATH)
     return full + ".keras"
@@ -316,11 +307,9 @@ def autolog(
         _autolog.unpatch(FLAVOR_NAME)
         return
     keras = _autolog.require_framework(FLAVOR_NAME)
-    ok = _autolog.check_version(
-        FLAVOR_NAME, keras.__version__, MIN_KERAS_VERSION, MAX_KERAS_VERSION
-    )
-    if not ok and disable_for_unsupported_versions:
-        _autolog.unpatch(FLAVOR_NAME)
+    if not _autolog.supported(
+        FLAVOR_NAME, [keras.__version__], MIN_KERAS_VERSION, MAX_KERAS_VERSION
+    ):
         return
     _autolog.patch(FLAVOR_NAME, keras.Model, "fit", _patched_fit)
 
@@ -386,25 +375,19 @@ def _fit(original: Any, model: Any, live: Any, args: Any, kwargs: Any) -> Any:
     if cfg.log_datasets:
         with _autolog.safely(FLAVOR_NAME, "the dataset"):
             _log_datasets(values)
-    callbacks = list(values.get("callbacks") or [])
     cls = _callback_class()
-    if any(isinstance(cb, cls) for cb in callbacks):
+    if any(isinstance(cb, cls) for cb in values.get("callbacks") or []):
         raise InvalidInputError(
             "Keras autologging must be turned off when an MlflowCallback is in the callback "
             "list: call gitrun.keras.autolog(disable=True) or remove the callback."
         )
-    callbacks.append(
-        cls(
-            log_every_epoch=cfg.extra.get("log_every_epoch", True),
-            log_every_n_steps=cfg.extra.get("log_every_n_steps"),
-            _live=live,
-        )
+    callback = cls(
+        log_every_epoch=cfg.extra.get("log_every_epoch", True),
+        log_every_n_steps=cfg.extra.get("log_every_n_steps"),
+        _live=live,
     )
-    if "callbacks" in kwargs or len(args) < 6:
-        kwargs = {**kwargs, "callbacks": callbacks}
-    else:
-        args = (*args[:5], callbacks, *args[6:])
-    history = original(model, *args, **kwargs)
+    call_args, call_kwargs = _autolog.with_callback(original, (model, *args), kwargs, callback)
+    history = original(*call_args, **call_kwargs)
     if cfg.log_models:
         with _autolog.safely(FLAVOR_NAME, "the model"):
             sig = None

@@ -201,6 +201,28 @@ def read_mlmodel(path: str) -> dict[str, Any]:
     return doc
 
 
+def flavor_entry(doc: dict[str, Any], flavor: str, where: str) -> dict[str, Any]:
+    """The `flavor` entry of the MLmodel contents `doc` of the model at `where`; refused, naming
+    the flavors it has, when there is none."""
+    conf = doc["flavors"].get(flavor)
+    if conf is None:
+        raise InvalidInputError(
+            f"The model at '{where}' has no {flavor} flavor (it has "
+            f"{', '.join(doc['flavors'])}); load it with the matching flavor."
+        )
+    return conf
+
+
+def inside_model(model_dir: str, rel: str) -> str:
+    """The real path of `model_dir/rel`, refused when `rel` (read from the MLmodel file) points
+    outside `model_dir`."""
+    full = os.path.realpath(os.path.join(model_dir, rel))
+    base = os.path.realpath(model_dir)
+    if full != base and not full.startswith(base + os.sep):
+        raise InvalidInputError(f"The MLmodel file names a path outside the model: '{rel}'.")
+    return full
+
+
 def default_serialization() -> str:
     """cloudpickle when it is installed (MLflow's default), else pickle."""
     try:

@@ -130,11 +130,6 @@ def autolog(
         al.unpatch(FLAVOR)
         return
     pyspark = al.require_framework(FLAVOR)
-    in_range = al.check_version(FLAVOR, pyspark.__version__, *TESTED)
-    if not in_range and disable_for_unsupported_versions:
-        al.configure(FLAVOR, disable=True, silent=silent)
-        al.unpatch(FLAVOR)
-        return
     al.configure(
         FLAVOR,
         log_models=log_models,
@@ -148,6 +143,8 @@ def autolog(
         log_model_signatures=log_model_signatures,
         extra_tags=extra_tags,
     )
+    if not al.supported(FLAVOR, [pyspark.__version__], *TESTED):
+        return
     _allowlist = _read_allowlist(log_model_allowlist)
     from pyspark.ml.base import Estimator, Model
     from pyspark.ml.evaluation import Evaluator
@@ -672,9 +669,9 @@ def _patched_transform(original: Any, self: Any, *args: Any, **kwargs: Any) -> A
         dataset = _arg(args, kwargs, 0, "dataset")
         name = variable_name(dataset)
         seen = _datasets[run_id][name]
-        if not any(i == id(dataset) for i in seen):
+        if id(dataset) not in seen:
             seen.append(id(dataset))
-        index = [i for i in seen].index(id(dataset))
+        index = seen.index(id(dataset))
         _predictions[id(result)] = (run_id, name if index == 0 else f"{name}-{index + 1}")
         weakref.finalize(result, _predictions.pop, id(result), None)
     return result

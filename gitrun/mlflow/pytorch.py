@@ -409,23 +409,9 @@ def load_model(model_uri: str, dst_path: str | None = None, **kwargs: Any) -> An
     (kwargs go to torch.load)."""
     with artifacts.local_copy(model_uri, dst_path) as local:  # nothing left in /tmp
         doc = mlmodel.read_mlmodel(local)
-        conf = doc["flavors"].get(FLAVOR_NAME)
-        if conf is None:
-            raise InvalidInputError(
-                f"The model at '{model_uri}' has no pytorch flavor (it has "
-                f"{', '.join(doc['flavors'])}); load it with the matching flavor."
-            )
-        data = _safe_join(local, str(conf.get("model_data", MODEL_DATA_SUBPATH)))
+        conf = mlmodel.flavor_entry(doc, FLAVOR_NAME, model_uri)
+        data = mlmodel.inside_model(local, str(conf.get("model_data", MODEL_DATA_SUBPATH)))
         return _load_from_data(data, **kwargs)
-
-
-def _safe_join(root: str, rel: str) -> str:
-    """`root/rel`, refused when `rel` (read from an MLmodel file) points outside `root`."""
-    full = os.path.realpath(os.path.join(root, rel))
-    base = os.path.realpath(root)
-    if full != base and not full.startswith(base + os.sep):
-        raise InvalidInputError(f"The MLmodel file names a path outside the model: '{rel}'.")
-    return full
 
 
 # pyfunc loader protocol (gitrun.pyfunc calls this with the model directory; MLflow's own
@@ -434,7 +420,7 @@ def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> Any:
     device = (model_config or {}).get("device") or "cpu"
     if os.path.isfile(os.path.join(path, mlmodel.MLMODEL_FILE)):
         conf = mlmodel.read_mlmodel(path)["flavors"].get(FLAVOR_NAME, {})
-        path = _safe_join(path, str(conf.get("model_data", MODEL_DATA_SUBPATH)))
+        path = mlmodel.inside_model(path, str(conf.get("model_data", MODEL_DATA_SUBPATH)))
     return _PyTorchWrapper(_load_from_data(path, device=device), device=device)
 
 
@@ -527,16 +513,8 @@ def autolog(
     if not packages:
         _autolog.require_framework(FLAVOR_NAME)  # raises: how to install it
         return
-    supported = True
-    for pkg in packages:
-        supported = (
-            _autolog.check_version(
-                FLAVOR_NAME, pkg.__version__, MIN_LIGHTNING_VERSION, MAX_LIGHTNING_VERSION
-            )
-            and supported
-        )
-    if not supported and disable_for_unsupported_versions:
-        _autolog.unpatch(FLAVOR_NAME)
+    versions = [pkg.__version__ for pkg in packages]
+    if not _autolog.supported(FLAVOR_NAME, versions, MIN_LIGHTNING_VERSION, MAX_LIGHTNING_VERSION):
         return
     for pkg in packages:
         _autolog.patch(FLAVOR_NAME, pkg.Trainer, "fit", _patched_fit)

@@ -138,12 +138,7 @@ def load_model(model_uri: str, dst_path: str | None = None) -> Any:
     """Load a model from runs:/<run_id>/<path>, a local directory or file: URI."""
     with artifacts.local_copy(model_uri, dst_path) as local:  # nothing left in /tmp
         doc = mlmodel.read_mlmodel(local)
-        conf = doc["flavors"].get(FLAVOR_NAME)
-        if conf is None:
-            raise InvalidInputError(
-                f"The model at '{model_uri}' has no sklearn flavor (it has "
-                f"{', '.join(doc['flavors'])}); load it with the matching flavor."
-            )
+        conf = mlmodel.flavor_entry(doc, FLAVOR_NAME, model_uri)
         return _load_pickled(os.path.join(local, conf.get("pickled_model", MODEL_FILE)), conf)
 
 
